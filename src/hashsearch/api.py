@@ -1,0 +1,233 @@
+"""The Python API: train, encode, index, search and evaluate, as the CLI does.
+
+>>> from hashsearch import api
+>>> run = api.train(RunConfig(), Path("runs/demo"))           # doctest: +SKIP
+>>> report = api.evaluate(run)                                 # doctest: +SKIP
+>>> report["two_stage"]["map_all"]                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from hashsearch import __version__
+from hashsearch.config import RunConfig
+from hashsearch.data import load_dataset
+from hashsearch.data.dataset import ImageDataset
+from hashsearch.data.decode import decode_image
+from hashsearch.data.protocols import Splits, make_splits
+from hashsearch.encoding import Encoded, encode_images
+from hashsearch.evaluation import evaluate_retrieval
+from hashsearch.index import HashIndex
+from hashsearch.methods import create_method
+from hashsearch.run import Run, load_run, save_run
+from hashsearch.search import Hits, two_stage_search
+from hashsearch.training.trainer import Trainer, TrainingData
+
+
+def load_data(config: RunConfig, data_path: str | None = None) -> tuple[ImageDataset, Splits]:
+    """The data set a config names and its protocol's splits (same seed, same splits)."""
+    data = config.data
+    dataset = load_dataset(data.dataset, data_path or data.path, data.image_size)
+    return dataset, make_splits(dataset, data.protocol, config.seed, data.val_per_class)
+
+
+def training_data(
+    dataset: ImageDataset, splits: Splits, retrieval_size: int, seed: int
+) -> TrainingData:
+    """Cut train/val arrays, and a fixed training sample for validation queries to search."""
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.permutation(splits.train)[:retrieval_size])
+    return TrainingData(
+        train_images=dataset.images[splits.train],
+        train_labels=dataset.labels[splits.train],
+        val_images=dataset.images[splits.val],
+        val_labels=dataset.labels[splits.val],
+        retrieval_images=dataset.images[sample],
+        retrieval_labels=dataset.labels[sample],
+        num_classes=dataset.num_classes,
+    )
+
+
+def environment() -> dict[str, Any]:
+    """Software and hardware facts recorded with every run and benchmark."""
+    return {
+        "hashsearch": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def train(config: RunConfig, out: Path, progress: bool = True) -> Run:
+    """Train `config`, keep the epoch the validation split likes best, write the run to `out`."""
+    dataset, splits = load_data(config)
+    model = create_method(config, dataset.num_classes, dataset.image_shape)
+    trainer = Trainer(config.train, config.seed)
+    data = training_data(dataset, splits, config.train.val_retrieval_size, config.seed)
+    result = trainer.fit(model, data, progress=progress)
+    meta = {
+        "num_classes": dataset.num_classes,
+        "classes": list(dataset.classes),
+        "image_shape": list(dataset.image_shape),
+        "dataset": dataset.name,
+        "splits": splits.sizes(),
+        "bits": config.method.bits,
+        "method": config.method.name,
+        "feature_dim": model.encoder.feature_dim,
+        "environment": environment(),
+    }
+    metrics = {
+        "best_epoch": result.best_epoch,
+        "train_seconds": result.train_seconds,
+        "history": result.history,
+    }
+    save_run(out, config, model, meta, metrics)
+    return Run(out, config, meta, model.eval())
+
+
+def encode_split(
+    run: Run, split: str, data_path: str | None = None, batch_size: int = 512
+) -> tuple[Encoded, list[str]]:
+    """Codes, features and labels of one protocol split, plus the items' ids."""
+    dataset, splits = load_data(run.config, data_path)
+    rows = splits.get(split)
+    encoded = encode_images(
+        run.model,
+        dataset.images[rows],
+        dataset.labels[rows],
+        batch_size=batch_size,
+        device=run.config.train.device,
+    )
+    return encoded, [str(i) for i in dataset.ids[rows]]
+
+
+def save_encoded(encoded: Encoded, ids: list[str], path: Path) -> None:
+    np.savez(
+        path,
+        codes=encoded.codes,
+        features=encoded.features,
+        labels=encoded.labels,
+        ids=np.asarray(ids),
+    )
+
+
+def build_index(
+    run: Run, out: Path, split: str = "database", data_path: str | None = None
+) -> HashIndex:
+    """Encode a split (the database by default) and save it as an index directory."""
+    encoded, ids = encode_split(run, split, data_path)
+    index = HashIndex.build(
+        encoded.codes,
+        encoded.features,
+        encoded.labels,
+        ids,
+        {
+            "method": run.meta["method"],
+            "classes": run.meta["classes"],
+            "split": split,
+            "dataset": run.meta["dataset"],
+            "protocol": run.config.data.protocol,
+            "hashsearch_version": __version__,
+        },
+    )
+    index.save(out, model_dir=run.directory)
+    return index
+
+
+def evaluate(
+    run: Run,
+    candidates: int = 1000,
+    radius: int | None = None,
+    rerank: str = "cosine",
+    data_path: str | None = None,
+    database: Encoded | None = None,
+) -> dict[str, Any]:
+    """Stage-1 and two-stage metrics of the query split against the database split.
+
+    `database` may be passed when it is already encoded (e.g. read back from an index),
+    so 50,000 images are not encoded twice.
+    """
+    query, _ = encode_split(run, "query", data_path)
+    if database is None:
+        database, _ = encode_split(run, "database", data_path)
+    report = evaluate_retrieval(query, database, run.model.bits, candidates, radius, rerank)
+    report["run"] = str(run.directory)
+    return report
+
+
+def write_report(report: dict[str, Any], directory: Path) -> Path:
+    path = directory / "evaluation.json"
+    path.write_text(json.dumps(report, indent=2))
+    return path
+
+
+def load_query_image(path: Path, image_shape: tuple[int, int, int]) -> np.ndarray:
+    """A query file as the model's (H, W, C) uint8 input, converted like the database."""
+    channels, height, width = image_shape
+    rgb = decode_image(
+        path, str(path), image_size=height if height == width else None, expected_hw=(height, width)
+    )
+    if channels == 1:
+        return np.asarray(Image.fromarray(rgb).convert("L"))[..., None]
+    return rgb
+
+
+def search_images(
+    index_dir: Path,
+    images: list[Path],
+    top: int = 10,
+    candidates: int = 100,
+    radius: int | None = None,
+    rerank: str = "cosine",
+) -> list[dict[str, Any]]:
+    """Two-stage search of an index directory with query image files; JSON-ready results."""
+    index = HashIndex.load(index_dir)
+    run = load_run(index_dir / "model")
+    shape = tuple(run.meta["image_shape"])
+    pixels = np.stack([load_query_image(path, shape) for path in images])
+    query = encode_images(run.model, pixels, np.zeros(len(images), np.int64))
+    found = two_stage_search(index, query.codes, query.features, top, candidates, radius, rerank)
+    return [
+        {"query": str(path), "results": hits_as_dicts(index, hits)}
+        for path, hits in zip(images, found, strict=True)
+    ]
+
+
+def hits_as_dicts(index: HashIndex, hits: Hits) -> list[dict[str, Any]]:
+    classes = index.info.get("classes", [])
+    rows = []
+    for pos, item in enumerate(hits.items):
+        label = np.asarray(index.labels[item])
+        names = [classes[i] for i in (np.flatnonzero(label) if label.ndim else [int(label)])]
+        rows.append(
+            {
+                "item": int(item),
+                "id": index.ids[item],
+                "label": ",".join(names),
+                "hamming": int(hits.hamming[pos]),
+                "score": None if hits.scores is None else float(hits.scores[pos]),
+            }
+        )
+    return rows

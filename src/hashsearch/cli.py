@@ -1,0 +1,255 @@
+"""The `hashsearch` command: train | encode | index | search | evaluate | demo.
+
+Every command is a thin layer over `hashsearch.api`; a `HashsearchError` from
+anywhere below becomes one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+import yaml
+from rich.console import Console
+
+from hashsearch import api
+from hashsearch.config import RunConfig, load_run_config, with_overrides
+from hashsearch.data import list_datasets
+from hashsearch.data.protocols import PROTOCOLS
+from hashsearch.errors import HashsearchError
+from hashsearch.methods import list_methods
+from hashsearch.presets import PRESETS, preset_config
+from hashsearch.report import metrics_table, plot_pr_curve
+from hashsearch.search import RERANKERS
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Image retrieval with deep supervised hashing and two-stage search.",
+)
+console = Console(stderr=True)
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(names)
+
+
+class Split(StrEnum):
+    train = "train"
+    val = "val"
+    query = "query"
+    database = "database"
+
+
+RunDir = Annotated[Path, typer.Option("--run", help="A run directory written by `train`.")]
+DataPath = Annotated[
+    str | None,
+    typer.Option("--data", help="Data set path, if it moved since training (default: the run's)."),
+]
+Device = Annotated[str | None, typer.Option(help="torch device, e.g. cpu or cuda (default: cpu).")]
+
+
+def parse_assignments(items: list[str], what: str) -> dict[str, Any]:
+    """KEY=VALUE strings -> dict, values read as YAML (so 0.5, true, [1, 2] work)."""
+    values = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise HashsearchError(f"{what} {item!r} is not KEY=VALUE")
+        values[key.strip()] = yaml.safe_load(raw)
+    return values
+
+
+def open_run(run: Path, device: str | None) -> api.Run:
+    loaded = api.load_run(run, device or "cpu")
+    if device:
+        loaded.config = with_overrides(loaded.config, {"train.device": device})
+    return loaded
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="Run directory to write.")],
+    dataset: Annotated[str | None, typer.Option(help=f"One of: {_names(list_datasets())}.")] = None,
+    data: Annotated[str | None, typer.Option(help="Path of the data (archive or folder).")] = None,
+    protocol: Annotated[
+        str | None, typer.Option(help=f"One of: {_names(PROTOCOLS.names())}.")
+    ] = None,
+    method: Annotated[str | None, typer.Option(help=f"One of: {_names(list_methods())}.")] = None,
+    bits: Annotated[int | None, typer.Option(help="Code length, a multiple of 8, 8-256.")] = None,
+    epochs: Annotated[int | None, typer.Option()] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    preset: Annotated[str | None, typer.Option(help=f"One of: {_names(PRESETS.names())}.")] = None,
+    config: Annotated[Path | None, typer.Option(help="Start from a YAML RunConfig.")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Resize images to N x N.")] = None,
+    device: Device = None,
+    param: Annotated[list[str], typer.Option(help="Method parameter KEY=VALUE.")] = [],  # noqa: B006
+    set_: Annotated[
+        list[str], typer.Option("--set", help="Any config key, dotted.key=VALUE.")
+    ] = [],  # noqa: B006
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train a hashing model and write a run directory (config, weights, metrics)."""
+    base = (
+        load_run_config(config)
+        if config
+        else (preset_config(preset) if preset else preset_config(_default_preset(dataset)))
+    )
+    flags = {
+        "data.dataset": dataset,
+        "data.path": data,
+        "data.protocol": protocol,
+        "data.image_size": image_size,
+        "method.name": method,
+        "method.bits": bits,
+        "train.epochs": epochs,
+        "seed": seed,
+        "train.device": device,
+    }
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    if param:
+        overrides["method.params"] = {**base.method.params, **parse_assignments(param, "--param")}
+    overrides.update(parse_assignments(set_, "--set"))
+    run = api.train(with_overrides(base, overrides), out, progress=progress)
+    metrics = json.loads((out / "metrics.json").read_text())
+    console.print(
+        f"trained {run.meta['method']} ({run.meta['bits']} bits) in "
+        f"{metrics['train_seconds']:.1f} s; best validation epoch "
+        f"{metrics['best_epoch']}; run written to {out}"
+    )
+
+
+def _default_preset(dataset: str | None) -> str:
+    return "cifar10" if dataset == "cifar10" else "digits"
+
+
+@app.command()
+def encode(
+    run: RunDir,
+    out: Annotated[Path, typer.Option(help="Output .npz (codes, features, labels, ids).")],
+    split: Annotated[Split, typer.Option(help="Which protocol split to encode.")] = Split.database,
+    data: DataPath = None,
+    device: Device = None,
+) -> None:
+    """Encode a split to packed uint8 codes and float32 features (.npz)."""
+    encoded, ids = api.encode_split(open_run(run, device), split.value, data)
+    api.save_encoded(encoded, ids, out)
+    console.print(f"encoded {len(ids)} {split.value} items to {out}")
+
+
+@app.command()
+def index(
+    run: RunDir,
+    out: Annotated[Path, typer.Option(help="Index directory to write.")],
+    split: Annotated[Split, typer.Option(help="Which split to index.")] = Split.database,
+    data: DataPath = None,
+    device: Device = None,
+) -> None:
+    """Build a searchable index directory from a split (the database by default)."""
+    built = api.build_index(open_run(run, device), out, split.value, data)
+    console.print(f"indexed {len(built)} items ({built.bits} bits) in {out}")
+
+
+@app.command()
+def search(
+    images: Annotated[list[Path], typer.Argument(help="Query image files.")],
+    index: Annotated[Path, typer.Option("--index", help="Index directory.")],
+    top: Annotated[int, typer.Option(help="Results per query.")] = 10,
+    candidates: Annotated[int, typer.Option(help="Stage-1 candidates re-ranked.")] = 100,
+    radius: Annotated[int | None, typer.Option(help="Stage 1: all within this radius.")] = None,
+    rerank: Annotated[str, typer.Option(help=f"One of: {_names(RERANKERS.names())}.")] = "cosine",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Search an index with query images (two-stage: Hamming, then re-ranking)."""
+    found = api.search_images(index, images, top, candidates, radius, rerank)
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    for query in found:
+        print(f"query {query['query']}")
+        for rank, hit in enumerate(query["results"], 1):
+            score = "" if hit["score"] is None else f"  cosine {hit['score']:.4f}"
+            print(
+                f"  {rank:3d}. {hit['id']}  label {hit['label']}  hamming {hit['hamming']}{score}"
+            )
+
+
+@app.command()
+def evaluate(
+    run: RunDir,
+    candidates: Annotated[int, typer.Option(help="Stage-1 list length re-ranked.")] = 1000,
+    radius: Annotated[int | None, typer.Option(help="Re-rank all within this radius.")] = None,
+    rerank: Annotated[str, typer.Option(help=f"One of: {_names(RERANKERS.names())}.")] = "cosine",
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write JSON + PR plot (default: the run).")
+    ] = None,
+    data: DataPath = None,
+    device: Device = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Evaluate stage 1 and two-stage retrieval of the query split against the database."""
+    report = api.evaluate(open_run(run, device), candidates, radius, rerank, data)
+    _publish(report, out or run, as_json)
+
+
+def _publish(report: dict[str, Any], directory: Path, as_json: bool) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = api.write_report(report, directory)
+    plot = plot_pr_curve(report, directory / "pr_curve.png")
+    if as_json:
+        print(json.dumps(report))
+    else:
+        Console().print(metrics_table(report))
+        console.print(f"report: {path}  precision-recall plot: {plot}")
+
+
+@app.command()
+def demo(
+    dataset: Annotated[str, typer.Option(help="digits (bundled) or cifar10.")] = "digits",
+    data: Annotated[str | None, typer.Option(help="CIFAR-10 path (archive or folder).")] = None,
+    epochs: Annotated[int | None, typer.Option()] = None,
+    bits: Annotated[int, typer.Option()] = 48,
+    out: Annotated[Path, typer.Option(help="Where the run, index and report go.")] = Path(
+        "runs/demo"
+    ),
+    device: Device = None,
+) -> None:
+    """Train SAEH, index the database, search and print the evaluation table."""
+    preset = "cifar10-demo" if dataset == "cifar10" else PRESETS.names()[0]
+    flags = {"data.path": data, "method.bits": bits, "train.epochs": epochs, "train.device": device}
+    config = preset_config(preset, {k: v for k, v in flags.items() if v is not None})
+    _run_demo(config, out)
+
+
+def _run_demo(config: RunConfig, root: Path) -> None:
+    console.print(
+        f"[bold]demo[/bold]: SAEH, {config.method.bits} bits, {config.data.dataset} "
+        f"({config.data.protocol}), {config.train.epochs} epochs"
+    )
+    run = api.train(config, root / "run")
+    built = api.build_index(run, root / "index")
+    query, _ = api.encode_split(run, "query")
+    hits = api.two_stage_search(built, query.codes[:1], query.features[:1], top=5)
+    labels = [run.meta["classes"][int(built.labels[i])] for i in hits[0].items]
+    console.print(
+        f"indexed {len(built)} items; first query "
+        f"(label {run.meta['classes'][int(np.asarray(query.labels[0]))]}) "
+        f"-> top 5 labels {labels}"
+    )
+    _publish(api.evaluate(run, database=built.encoded()), root / "run", as_json=False)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        app()
+    except HashsearchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,145 @@
+"""Typed configuration: one frozen pydantic model per component, strict about keys.
+
+A run is fully described by a `RunConfig`; the trainer writes it, resolved, next
+to the checkpoint so that `encode`, `index` and `evaluate` rebuild exactly the
+model that was trained. An unknown key is an error (``extra="forbid"``), never
+silently ignored: a typo in a YAML file must not change an experiment quietly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hashsearch.errors import HashsearchError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    """Where the images come from and how they are split and normalised."""
+
+    dataset: str = "digits"
+    path: str | None = None
+    image_size: int | None = None
+    protocol: str = "holdout"
+    # Validation items per class carved from the training split (a fraction if < 1);
+    # None: the protocol's own size (see data/protocols.py).
+    val_per_class: int | float | None = None
+    # "image": each image to zero mean, unit variance (design document, section 3.1);
+    # "channel": per-channel mean/std of the training split (the usual CIFAR practice).
+    normalization: Literal["image", "channel"] = "image"
+
+
+class BackboneConfig(_Strict):
+    """The CNN family shared by every deep method (one backbone family keeps the study fair)."""
+
+    name: str = "resnet"
+    widths: tuple[int, ...] = (32, 64, 128)
+    blocks: tuple[int, ...] = (1, 1, 1)
+
+    @field_validator("blocks")
+    @classmethod
+    def _blocks_match_widths(cls, blocks: tuple[int, ...], info: Any) -> tuple[int, ...]:
+        widths = info.data.get("widths", ())
+        if len(blocks) != len(widths):
+            raise ValueError(f"blocks {blocks} must have one entry per width {widths}")
+        return blocks
+
+
+class MethodConfig(_Strict):
+    """Which hashing method, its code length and its own parameters (checked by the method)."""
+
+    name: str = "saeh"
+    bits: int = 48
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("bits")
+    @classmethod
+    def _bits_in_range(cls, bits: int) -> int:
+        if bits % 8 or not 8 <= bits <= 256:
+            raise ValueError(f"bits must be a multiple of 8 from 8 to 256, got {bits}")
+        return bits
+
+
+class AugmentConfig(_Strict):
+    """Augmentation done on uint8 tensors, batch-wise (no per-image Python loop)."""
+
+    translate: int = 2  # random crop by translation of up to this many pixels, reflect-padded
+    flip: bool = True  # horizontal flips; off for data where mirror images differ (digits)
+
+
+class TrainConfig(_Strict):
+    """The training recipe; the defaults are what `docs/recipe.md` measured."""
+
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 0.1  # peak of the one-cycle schedule (SGD, Nesterov)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    warmup_fraction: float = 0.2
+    augment: AugmentConfig = AugmentConfig()
+    eval_every: int = 1  # validate every N epochs; the best validation mAP is kept
+    val_retrieval_size: int = 5000  # training items the validation queries search
+    device: str = "cpu"
+    threads: int | None = None
+    channels_last: bool = True
+    max_steps: int | None = None  # stop early (smoke tests); None trains all epochs
+
+
+class RunConfig(_Strict):
+    """Everything that defines one training run."""
+
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    backbone: BackboneConfig = BackboneConfig()
+    method: MethodConfig = MethodConfig()
+    train: TrainConfig = TrainConfig()
+
+
+def validated(model: type[BaseModel], values: dict[str, Any], what: str) -> Any:
+    """Build `model` from `values`, turning pydantic's report into a one-line HashsearchError."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or what}: {err['msg']}" for err in exc.errors()
+        )
+        raise HashsearchError(f"invalid {what}: {problems}") from None
+
+
+def load_run_config(path: Path) -> RunConfig:
+    """Read a YAML run configuration (e.g. a run directory's `config.yaml`)."""
+    if not path.is_file():
+        raise HashsearchError(f"config file {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise HashsearchError(f"config file {path} is not valid YAML: {exc}") from None
+    return validated(RunConfig, values, f"config {path}")
+
+
+def dump_run_config(config: RunConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+
+
+def with_overrides(model: BaseModel, overrides: dict[str, Any]) -> Any:
+    """A copy of a (nested) config with dotted-key overrides, validated again.
+
+    >>> with_overrides(RunConfig(), {"method.bits": 32}).method.bits
+    32
+    """
+    values = model.model_dump()
+    for dotted, value in overrides.items():
+        node = values
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return validated(type(model), values, "configuration")

@@ -1,0 +1,70 @@
+"""Images -> (packed binary codes, float re-rank features): the only way codes are made.
+
+Training-time validation, `encode`, `index`, `evaluate` and `search` all call
+`encode_images`, so a code in the index is bit-for-bit the code a query gets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from hashsearch.methods.base import HashingMethod
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Codes and features of N items.
+
+    Attributes:
+        codes: (N, bits // 8) uint8, bits packed most-significant first (np.packbits);
+            bit j is 1 where h_j >= 0, i.e. b_j = sign(h_j) = +1.
+        features: (N, D) float32, the encoder's intermediate feature (not normalised).
+        labels: (N,) int64 or (N, K) multi-hot, copied from the data set.
+    """
+
+    codes: np.ndarray
+    features: np.ndarray
+    labels: np.ndarray
+
+
+def pack_codes(h: np.ndarray) -> np.ndarray:
+    """(N, bits) real -> (N, bits // 8) uint8; sign(0) counts as +1."""
+    assert h.ndim == 2 and h.shape[1] % 8 == 0, h.shape
+    return np.packbits(h >= 0, axis=1)
+
+
+def unpack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
+    """(N, bits // 8) uint8 -> (N, bits) float32 in {-1, +1}."""
+    return np.unpackbits(codes, axis=1, count=bits).astype(np.float32) * 2.0 - 1.0
+
+
+@torch.no_grad()
+def encode_images(
+    model: HashingMethod,
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int = 512,
+    device: str = "cpu",
+) -> Encoded:
+    """Encode (N, H, W, C) uint8 images in eval mode, batch by batch.
+
+    Images may be a memmap: each batch is copied in turn, so memory stays at
+    one batch of floats whatever N is.
+    """
+    model.eval()
+    codes, features = [], []
+    for start in range(0, len(images), batch_size):
+        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
+        x = model.normalize(batch.permute(0, 3, 1, 2).to(device))
+        out = model(x.contiguous(memory_format=torch.channels_last))
+        codes.append(pack_codes(out.h.float().cpu().numpy()))
+        features.append(out.feature.float().cpu().numpy())
+    dim = model.encoder.feature_dim
+    return Encoded(
+        codes=np.concatenate(codes) if codes else np.zeros((0, model.bits // 8), np.uint8),
+        features=np.concatenate(features) if features else np.zeros((0, dim), np.float32),
+        labels=np.asarray(labels),
+    )

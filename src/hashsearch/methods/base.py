@@ -1,0 +1,91 @@
+"""What every deep hashing method is: an encoder plus a loss.
+
+A method subclass declares its parameter schema (`Params`), builds its heads in
+`__init__` and writes only its loss in `losses`, returning named, already
+weighted terms. The one trainer sums and logs whatever names come back and never
+asks which method it is training (pytorch-metric-learning's loss pattern).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from hashsearch.config import RunConfig, validated
+from hashsearch.models.encoder import EncoderOutput, HashEncoder
+from hashsearch.registry import Registry
+
+
+class MethodParams(BaseModel):
+    """Base of each method's own parameters; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HashingMethod(nn.Module):
+    """Encoder E(x) -> (h, feature) plus the method's training heads and loss."""
+
+    Params: ClassVar[type[MethodParams]] = MethodParams
+
+    def __init__(
+        self,
+        encoder: HashEncoder,
+        num_classes: int,
+        image_shape: tuple[int, int, int],
+        params: MethodParams,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.params = params
+        self.num_classes = num_classes
+        self.image_shape = image_shape
+
+    @property
+    def bits(self) -> int:
+        return self.encoder.hash_layer.out_features
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, C, H, W) -> the normalised float input every loss term sees."""
+        return self.encoder.normalize(images)
+
+    def forward(self, x: torch.Tensor) -> EncoderOutput:
+        """Args: x: normalised float (B, C, H, W), from `normalize`."""
+        return self.encoder(x)
+
+    def losses(
+        self, x: torch.Tensor, targets: torch.Tensor, out: EncoderOutput
+    ) -> dict[str, torch.Tensor]:
+        """Named, weighted loss terms whose sum is minimised.
+
+        Args:
+            x: (B, C, H, W) normalised images.
+            targets: (B, K) float multi-hot labels (one-hot for single-label data).
+            out: the encoder's output for x.
+        """
+        raise NotImplementedError  # every registered method overrides this
+
+    def class_logits(self, out: EncoderOutput) -> torch.Tensor | None:
+        """(B, K) class scores if the method has a classifier (reported as accuracy)."""
+        return None
+
+
+METHODS: Registry[type[HashingMethod]] = Registry("method")
+
+
+def create_method(
+    config: RunConfig, num_classes: int, image_shape: tuple[int, int, int]
+) -> HashingMethod:
+    """Build the configured method, its encoder and heads, with checked parameters."""
+    cls = METHODS.get(config.method.name)
+    params: Any = validated(cls.Params, config.method.params, f"{config.method.name} parameters")
+    encoder = HashEncoder(
+        image_shape, config.method.bits, config.backbone, config.data.normalization
+    )
+    return cls(encoder, num_classes, image_shape, params)
+
+
+def list_methods() -> list[str]:
+    return METHODS.names()

@@ -1,0 +1,78 @@
+"""A run directory: the resolved config, the selected weights, metadata and metrics.
+
+RUN/
+  config.yaml         the RunConfig that produced it (resolved: every default written)
+  run.json            format version, data set facts (classes, image shape), split sizes
+  model.safetensors   the weights the validation split selected (no pickled code)
+  metrics.json        per-epoch losses and validation metrics, training time
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from hashsearch.config import RunConfig, dump_run_config, load_run_config
+from hashsearch.errors import HashsearchError
+from hashsearch.methods import HashingMethod, create_method
+
+RUN_FORMAT_VERSION = 1
+
+
+@dataclass
+class Run:
+    """A trained model with everything needed to use it again."""
+
+    directory: Path
+    config: RunConfig
+    meta: dict[str, Any]
+    model: HashingMethod
+
+
+def save_run(
+    directory: Path,
+    run_config: RunConfig,
+    model: HashingMethod,
+    meta: dict[str, Any],
+    metrics: dict[str, Any],
+) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    dump_run_config(run_config, directory / "config.yaml")
+    (directory / "run.json").write_text(
+        json.dumps({"format_version": RUN_FORMAT_VERSION, **meta}, indent=2)
+    )
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / "model.safetensors"))
+    (directory / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+
+def load_run(directory: Path, device: str = "cpu") -> Run:
+    """Rebuild the model from the config and load its weights (safetensors: no code runs)."""
+    if not (directory / "run.json").is_file():
+        raise HashsearchError(
+            f"{directory} is not a hashsearch run (no run.json); "
+            "train one with `hashsearch train --out DIR`"
+        )
+    meta = json.loads((directory / "run.json").read_text())
+    if meta.get("format_version") != RUN_FORMAT_VERSION:
+        raise HashsearchError(
+            f"run {directory} has format version {meta.get('format_version')},"
+            f" this hashsearch reads {RUN_FORMAT_VERSION}; train it again"
+        )
+    config = load_run_config(directory / "config.yaml")
+    model = create_method(config, meta["num_classes"], tuple(meta["image_shape"]))
+    try:
+        state = load_file(str(directory / "model.safetensors"))
+        model.load_state_dict(state)
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise HashsearchError(
+            f"weights in {directory} are damaged or do not match "
+            f"its config.yaml ({reason}); train the run again"
+        ) from None
+    return Run(directory, config, meta, model.to(device).eval())

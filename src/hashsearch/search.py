@@ -1,0 +1,107 @@
+"""Two-stage search: Hamming candidates (stage 1), then deep-feature re-ranking (stage 2).
+
+Stage 1 asks FAISS for the top `candidates` codes by Hamming distance, ties in
+item order, or for every code within `radius`. Stage 2 re-sorts those
+candidates by a re-ranker's score, by default the cosine similarity of the
+encoder's intermediate features (design document, eq. 5-6), and keeps the
+Hamming order among equal scores. The evaluation uses the same `rerank_prefix`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from hashsearch.index.store import HashIndex, l2_normalized
+from hashsearch.registry import Registry
+
+
+@dataclass(frozen=True)
+class Reranker:
+    """Stage 2's scorer: `prepare` item features once, then `score` queries against them.
+
+    Splitting the two lets an index store prepared features (e.g. L2-normalised)
+    and lets the evaluation prepare the database once for all query chunks.
+    """
+
+    prepare: Callable[[np.ndarray], np.ndarray]
+    score: Callable[[np.ndarray, np.ndarray], np.ndarray]  # (q, D), (m, D) -> (q, m)
+
+
+RERANKERS: Registry[Reranker | None] = Registry("re-ranker")
+
+# Cosine similarity S_ij = f_i . f_j / (|f_i| |f_j|) (eq. 5): a dot product of unit vectors.
+RERANKERS.register("cosine")(
+    Reranker(prepare=l2_normalized, score=lambda q, items: l2_normalized(q) @ items.T)
+)
+RERANKERS.register("none")(None)
+
+
+def rerank_prefix(scores_ranked: np.ndarray, prefix: np.ndarray) -> np.ndarray:
+    """A permutation of each row: its first `prefix[i]` positions by score, the rest unmoved.
+
+    Args:
+        scores_ranked: (q, m) scores of the items in stage-1 rank order.
+        prefix: (q,) how many leading items of each row are candidates.
+    Returns: (q, m) int positions into the stage-1 ranking (eq. 6, R1 = Sort(R0, S)).
+    """
+    positions = np.arange(scores_ranked.shape[1])
+    key = np.where(positions[None, :] < prefix[:, None], -scores_ranked, np.inf)
+    return np.argsort(key, axis=1, kind="stable")
+
+
+@dataclass(frozen=True)
+class Hits:
+    """One query's ranked result. Arrays of equal length, best first."""
+
+    items: np.ndarray  # positions in the index
+    hamming: np.ndarray  # Hamming distance of each item's code to the query's
+    scores: np.ndarray | None  # re-rank score, None when stage 2 is off
+
+
+def stage1(
+    index: HashIndex, codes: np.ndarray, candidates: int, radius: int | None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per query (hamming, items) in Hamming order, ties broken by item order."""
+    if radius is None:
+        distances, items = index.faiss_index.search(codes, min(candidates, len(index)))
+        return [(d, i) for d, i in zip(distances, items, strict=True)]
+    lims, distances, items = index.faiss_index.range_search(codes, radius + 1)
+    found = []
+    for q in range(len(codes)):
+        d, i = distances[lims[q] : lims[q + 1]], items[lims[q] : lims[q + 1]]
+        order = np.lexsort((i, d))
+        found.append((d[order], i[order]))
+    return found
+
+
+def two_stage_search(
+    index: HashIndex,
+    codes: np.ndarray,
+    features: np.ndarray,
+    top: int = 10,
+    candidates: int = 100,
+    radius: int | None = None,
+    rerank: str = "cosine",
+) -> list[Hits]:
+    """Search `index` for each query; return at most `top` hits each.
+
+    Args:
+        codes: (q, bits // 8) packed uint8 query codes. features: (q, D) query features.
+        candidates: stage-1 list length (ignored when `radius` is given).
+        radius: if given, stage 1 returns every item within this Hamming distance.
+        rerank: a registered re-ranker name; "none" returns stage 1 alone.
+    """
+    reranker = RERANKERS.get(rerank)
+    results = []
+    for q, (hamming, items) in enumerate(stage1(index, codes, candidates, radius)):
+        hamming, items = hamming.astype(np.int64), items.astype(np.int64)
+        scores = None
+        if reranker is not None and len(items):
+            scores = reranker.score(features[q : q + 1], index.features[items])
+            order = rerank_prefix(scores, np.array([len(items)]))[0]
+            hamming, items, scores = hamming[order], items[order], scores[0, order]
+        results.append(Hits(items[:top], hamming[:top], None if scores is None else scores[:top]))
+    return results

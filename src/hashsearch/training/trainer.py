@@ -1,0 +1,229 @@
+"""The one trainer every deep hashing method goes through.
+
+It knows nothing about any method: it feeds normalised, augmented batches and
+one-hot/multi-hot targets to `method.losses`, minimises the sum of the named
+terms it gets back, and logs each of them. Model selection looks only at the
+validation split (validation queries searching a sample of the training items),
+never at the query set.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from hashsearch.config import TrainConfig
+from hashsearch.encoding import encode_images
+from hashsearch.evaluation import evaluate_retrieval
+from hashsearch.methods.base import HashingMethod
+from hashsearch.metrics import to_multi_hot
+from hashsearch.training.augment import augment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingData:
+    """The arrays training needs, cut from one data set by a protocol.
+
+    Attributes:
+        train_images, val_images, retrieval_images: (N, H, W, C) uint8.
+        train_labels, val_labels, retrieval_labels: (N,) int or (N, K) multi-hot.
+        num_classes: K.
+    """
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    val_images: np.ndarray
+    val_labels: np.ndarray
+    retrieval_images: np.ndarray
+    retrieval_labels: np.ndarray
+    num_classes: int
+
+
+@dataclass
+class TrainResult:
+    best_state: dict[str, torch.Tensor]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    train_seconds: float = 0.0
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Shuffled index batches; a last partial batch is dropped (BatchNorm needs > 1 item)."""
+    order = torch.randperm(n, generator=generator)
+    size = min(batch_size, n)
+    for start in range(0, n - size + 1, size):
+        yield order[start : start + size]
+
+
+class Trainer:
+    """Trains a `HashingMethod` with SGD + one-cycle schedule on a CPU or `config.device`."""
+
+    def __init__(self, config: TrainConfig, seed: int) -> None:
+        self.config = config
+        self.seed = seed
+        if config.threads:
+            torch.set_num_threads(config.threads)
+
+    def fit(
+        self,
+        method: HashingMethod,
+        data: TrainingData,
+        progress: bool = True,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    ) -> TrainResult:
+        """Train, validate every `eval_every` epochs, and leave the best weights loaded."""
+        cfg, generator = self.config, seed_everything(self.seed)
+        images = torch.from_numpy(np.ascontiguousarray(data.train_images)).permute(0, 3, 1, 2)
+        targets = torch.from_numpy(to_multi_hot(data.train_labels, data.num_classes))
+        method.encoder.normalize.fit(images)
+        method.to(cfg.device)
+        if cfg.channels_last:
+            method.to(memory_format=torch.channels_last)
+        steps_per_epoch = max(1, len(images) // min(cfg.batch_size, len(images)))
+        total_steps = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
+        optimizer, schedule = self._optimizer(method, int(total_steps))
+        result, best_map = TrainResult(best_state=_state_copy(method)), -math.inf
+        epochs, started = math.ceil(total_steps / steps_per_epoch), time.perf_counter()
+        for epoch in range(1, epochs + 1):
+            steps = min(steps_per_epoch, int(total_steps) - (epoch - 1) * steps_per_epoch)
+            bar = tqdm(
+                islice(batches(len(images), cfg.batch_size, generator), steps),
+                total=steps,
+                desc=f"epoch {epoch}/{epochs}",
+                leave=False,
+                disable=None if progress else True,
+                mininterval=0.5,
+            )
+            record = {
+                "epoch": epoch,
+                **self._epoch(method, images, targets, bar, generator, optimizer, schedule),
+            }
+            if epoch % cfg.eval_every == 0 or epoch == epochs:
+                record.update(self.validate(method, data))
+                if record["val_map_all"] > best_map:
+                    best_map, result.best_epoch = record["val_map_all"], epoch
+                    result.best_state = _state_copy(method)
+            result.history.append(record)
+            log.info(
+                "epoch %d/%d: %s",
+                epoch,
+                epochs,
+                ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch"),
+            )
+            if on_epoch is not None:
+                on_epoch(record)
+        result.train_seconds = time.perf_counter() - started
+        method.load_state_dict(result.best_state)
+        return result
+
+    def _epoch(
+        self,
+        method: HashingMethod,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        bar: tqdm,
+        generator: torch.Generator,
+        optimizer: Any,
+        schedule: Any,
+    ) -> dict[str, float]:
+        """One pass over the batches `bar` yields; returns mean loss terms and wall time."""
+        method.train()
+        started, sums, done = time.perf_counter(), {}, 0
+        for idx in bar:
+            terms = self._step(method, images[idx], targets[idx], generator, optimizer)
+            schedule.step()
+            done += 1
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + value
+            bar.set_postfix({k: f"{v / done:.3f}" for k, v in sums.items()}, refresh=False)
+        return {
+            "epoch_seconds": time.perf_counter() - started,
+            **{f"loss_{k}": v / max(1, done) for k, v in sums.items()},
+        }
+
+    def _optimizer(self, method: HashingMethod, total_steps: int) -> tuple[Any, Any]:
+        cfg = self.config
+        optimizer = torch.optim.SGD(
+            method.parameters(),
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=True,
+            weight_decay=cfg.weight_decay,
+        )
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=cfg.lr,
+            total_steps=max(2, total_steps),
+            pct_start=cfg.warmup_fraction,
+            anneal_strategy="linear",
+        )
+        return optimizer, schedule
+
+    def _step(
+        self,
+        method: HashingMethod,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        generator: torch.Generator,
+        optimizer: torch.optim.Optimizer,
+    ) -> dict[str, float]:
+        images = augment(images, self.config.augment, generator).to(self.config.device)
+        x = method.normalize(images)
+        if self.config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        terms = method.losses(x, targets.to(self.config.device), method(x))
+        optimizer.zero_grad(set_to_none=True)
+        sum(terms.values()).backward()
+        optimizer.step()
+        return {name: float(value.detach()) for name, value in terms.items()}
+
+    def validate(self, method: HashingMethod, data: TrainingData) -> dict[str, float]:
+        """Validation mAP@all (val queries vs a training sample) and, if any, accuracy."""
+        device = self.config.device
+        query = encode_images(method, data.val_images, data.val_labels, device=device)
+        base = encode_images(method, data.retrieval_images, data.retrieval_labels, device=device)
+        report = evaluate_retrieval(query, base, method.bits, rerank="none")
+        record = {"val_map_all": report["stage1"]["map_all"]}
+        accuracy = self._accuracy(method, data)
+        if accuracy is not None:
+            record["val_accuracy"] = accuracy
+        return record
+
+    @torch.no_grad()
+    def _accuracy(
+        self, method: HashingMethod, data: TrainingData, batch_size: int = 512
+    ) -> float | None:
+        method.eval()
+        truth = torch.from_numpy(to_multi_hot(data.val_labels, data.num_classes))
+        hits = 0.0
+        for start in range(0, len(data.val_images), batch_size):
+            batch = torch.from_numpy(
+                np.ascontiguousarray(data.val_images[start : start + batch_size])
+            ).permute(0, 3, 1, 2)
+            logits = method.class_logits(method(method.normalize(batch.to(self.config.device))))
+            if logits is None:
+                return None
+            guess = logits.argmax(dim=1, keepdim=True).cpu()
+            hits += float(truth[start : start + batch_size].gather(1, guess).sum())
+        return hits / max(1, len(data.val_images))
+
+
+def _state_copy(method: HashingMethod) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in method.state_dict().items()}

@@ -1,0 +1,53 @@
+"""Shared fixtures: a small real slice of CIFAR-10 and an isolated decode cache."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CIFAR10_JPG = Path(
+    os.environ.get("HASHSEARCH_CIFAR10_JPG", REPO.parent / "shared" / "data" / "cifar10-jpg.tar.gz")
+)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_cache(tmp_path_factory):
+    """Tests never read or write the user's ~/.cache/hashsearch (session-wide, so that
+    module- and session-scoped fixtures are covered too)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HASHSEARCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+def cifar10_members(per_class: dict[str, int]) -> list[tuple[tarfile.TarInfo, bytes]]:
+    """The first `per_class[split]` JPEGs of each class and split of the shared archive."""
+    if not CIFAR10_JPG.is_file():
+        pytest.fail(f"the CIFAR-10 archive {CIFAR10_JPG} is missing; set HASHSEARCH_CIFAR10_JPG")
+    taken: dict[tuple[str, str], int] = {}
+    members = []
+    with tarfile.open(CIFAR10_JPG) as archive:
+        for member in archive:
+            parts = member.name.strip("./").split("/")
+            if not member.isfile() or len(parts) != 3 or parts[0] not in per_class:
+                continue
+            key = (parts[0], parts[1])
+            if taken.get(key, 0) < per_class[parts[0]]:
+                taken[key] = taken.get(key, 0) + 1
+                members.append((member, archive.extractfile(member).read()))
+    return members
+
+
+@pytest.fixture(scope="session")
+def cifar10_slice(tmp_path_factory) -> Path:
+    """A .tar.gz of real CIFAR-10 JPEGs, `<split>/<class>/<file>`: 24 train + 6 test per class."""
+    path = tmp_path_factory.mktemp("cifar") / "cifar10-slice.tar.gz"
+    with tarfile.open(path, "w:gz") as out:
+        for member, data in cifar10_members({"train": 24, "test": 6}):
+            member.name = member.name.strip("./")
+            out.addfile(member, io.BytesIO(data))
+    return path

@@ -1,0 +1,110 @@
+"""SAEH as a whole: the loss is eq. 4, lambda2 = 0 removes the decoder, registry smoke test."""
+
+import pytest
+import torch
+
+from hashsearch.config import RunConfig, with_overrides
+from hashsearch.errors import HashsearchError
+from hashsearch.methods import create_method, list_methods
+from hashsearch.methods.losses import (
+    pairwise_similar_distance,
+    relax,
+    same_label,
+    soft_cross_entropy,
+)
+from hashsearch.training.trainer import Trainer, TrainingData
+
+SHAPE = (1, 8, 8)
+
+
+def tiny_config(**overrides):
+    return with_overrides(
+        RunConfig(),
+        {"backbone.widths": (8, 16), "backbone.blocks": (1, 1), "method.bits": 16, **overrides},
+    )
+
+
+def batch(n=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, *SHAPE), generator=g, dtype=torch.uint8)
+    targets = torch.eye(3)[torch.arange(n) % 3]
+    return images, targets
+
+
+def test_losses_are_the_weighted_terms_of_eq4():
+    config = tiny_config(
+        **{"method.params": {"lambda_sim": 0.5, "lambda_rec": 0.25, "label_smoothing": 0.0}}
+    )
+    model = create_method(config, 3, SHAPE).eval()
+    images, targets = batch()
+    x = model.normalize(images)
+    out = model(x)
+    terms = model.losses(x, targets, out)
+    b = relax(out.h, "sign_ste")
+    assert terms["cls"].item() == pytest.approx(
+        soft_cross_entropy(model.classifier(b), targets).item()
+    )
+    assert terms["sim"].item() == pytest.approx(
+        0.5 * pairwise_similar_distance(b, same_label(targets)).item()
+    )
+    assert terms["rec"].item() == pytest.approx(0.25 * (model.decoder(b) - x).pow(2).mean().item())
+
+
+def test_lambda_rec_zero_turns_the_decoder_off():
+    model = create_method(tiny_config(**{"method.params": {"lambda_rec": 0.0}}), 3, SHAPE)
+    assert model.decoder is None
+    images, targets = batch()
+    x = model.normalize(images)
+    assert set(model.losses(x, targets, model(x))) == {"cls", "sim"}
+    assert not any("decoder" in name for name, _ in model.named_parameters())
+
+
+def test_encoder_exposes_code_and_intermediate_feature():
+    model = create_method(tiny_config(), 3, SHAPE).eval()
+    out = model(model.normalize(batch()[0]))
+    assert out.h.shape == (6, 16)
+    assert out.feature.shape == (6, model.encoder.feature_dim) == (6, 16)
+
+
+def test_normalized_images_have_zero_mean_unit_variance():
+    model = create_method(tiny_config(), 3, SHAPE)
+    x = model.normalize(batch()[0])
+    assert torch.allclose(x.mean(dim=(1, 2, 3)), torch.zeros(6), atol=1e-5)
+    assert torch.allclose(x.std(dim=(1, 2, 3)), torch.ones(6), atol=1e-4)
+
+
+def test_unknown_method_parameter_is_a_clear_error():
+    with pytest.raises(HashsearchError, match="lambda_typo"):
+        create_method(tiny_config(**{"method.params": {"lambda_typo": 1.0}}), 3, SHAPE)
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_every_registered_method_trains_a_few_steps(name):
+    """The registry smoke test: each method's loss decreases under the one trainer."""
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(48) % 3
+    images = labels[:, None, None, None] * 80 + torch.randint(0, 40, (48, *SHAPE), generator=g)
+    images = images.to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    config = tiny_config(
+        **{
+            "method.name": name,
+            "train.epochs": 6,
+            "train.batch_size": 16,
+            "train.augment": {"translate": 0, "flip": False},
+        }
+    )
+    model = create_method(config, 3, SHAPE)
+    data = TrainingData(
+        images,
+        labels.numpy(),
+        images[:12],
+        labels[:12].numpy(),
+        images,
+        labels.numpy(),
+        num_classes=3,
+    )
+    result = Trainer(config.train, seed=0).fit(model, data, progress=False)
+    first, last = result.history[0], result.history[-1]
+    total = lambda r: sum(v for k, v in r.items() if k.startswith("loss_"))  # noqa: E731
+    assert total(last) < total(first)
+    assert last["val_map_all"] > 0.5

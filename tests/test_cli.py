@@ -1,0 +1,221 @@
+"""The real pipeline end to end through the CLI on real CIFAR-10 images, and its error paths."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hashsearch.cli import main
+from hashsearch.encoding import Encoded
+from hashsearch.evaluation import evaluate_retrieval
+
+TINY = [
+    "--set",
+    "backbone.widths=[8, 16]",
+    "--set",
+    "backbone.blocks=[1, 1]",
+    "--set",
+    "train.batch_size=32",
+    "--set",
+    "data.val_per_class=2",
+    "--set",
+    "train.val_retrieval_size=100",
+]
+
+
+def run_cli(capsys, monkeypatch, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["hashsearch", *map(str, args)])
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def query_images(cifar10_slice, tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("queries")
+    with tarfile.open(cifar10_slice) as archive:
+        members = [m for m in archive.getmembers() if m.name.startswith("test/")][:2]
+        archive.extractall(folder, members=members, filter="data")
+    return [folder / m.name for m in members]
+
+
+@pytest.fixture(scope="module")
+def trained_run(cifar10_slice, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run") / "run"
+    mp = pytest.MonkeyPatch()
+    mp.setattr(
+        sys,
+        "argv",
+        [
+            "hashsearch",
+            "train",
+            "--dataset",
+            "cifar10",
+            "--data",
+            str(cifar10_slice),
+            "--protocol",
+            "cifar10-2",
+            "--method",
+            "saeh",
+            "--bits",
+            "16",
+            "--epochs",
+            "2",
+            "--seed",
+            "3",
+            "--out",
+            str(run),
+            "--no-progress",
+            *TINY,
+        ],
+    )
+    try:
+        main()
+    except SystemExit as exc:
+        assert not exc.code, exc.code
+    finally:
+        mp.undo()
+    return run
+
+
+def test_train_writes_a_complete_run(trained_run):
+    assert {p.name for p in trained_run.iterdir()} >= {
+        "config.yaml",
+        "run.json",
+        "model.safetensors",
+        "metrics.json",
+    }
+    meta = json.loads((trained_run / "run.json").read_text())
+    assert meta["splits"] == {"train": 220, "val": 20, "query": 60, "database": 240}
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert [r["epoch"] for r in metrics["history"]] == [1, 2]
+    assert {"loss_cls", "loss_sim", "loss_rec", "val_map_all"} <= set(metrics["history"][-1])
+
+
+def test_encode_index_search_evaluate(trained_run, query_images, tmp_path, capsys, monkeypatch):
+    for split in ("query", "database"):
+        code, _, err = run_cli(
+            capsys,
+            monkeypatch,
+            "encode",
+            "--run",
+            trained_run,
+            "--split",
+            split,
+            "--out",
+            tmp_path / f"{split}.npz",
+        )
+        assert code == 0, err
+    q, db = np.load(tmp_path / "query.npz"), np.load(tmp_path / "database.npz")
+    assert q["codes"].dtype == np.uint8 and q["codes"].shape == (60, 2)
+    assert db["features"].dtype == np.float32 and db["features"].shape == (240, 16)
+    assert db["labels"].shape == (240,) and len(db["ids"]) == 240
+
+    code, out, err = run_cli(
+        capsys, monkeypatch, "evaluate", "--run", trained_run, "--json", "--out", tmp_path / "eval"
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    for stage in ("stage1", "two_stage"):
+        assert {"map_all", "map_1000", "precision_at_100"} <= set(report[stage])
+    assert (tmp_path / "eval" / "pr_curve.png").stat().st_size > 1000
+    # The report is reproducible from the exported codes by any outside tool.
+    again = evaluate_retrieval(
+        Encoded(q["codes"], q["features"], q["labels"]),
+        Encoded(db["codes"], db["features"], db["labels"]),
+        bits=16,
+    )
+    assert again["stage1"]["map_all"] == pytest.approx(report["stage1"]["map_all"])
+    assert again["two_stage"]["map_all"] == pytest.approx(report["two_stage"]["map_all"])
+
+    code, _, err = run_cli(
+        capsys, monkeypatch, "index", "--run", trained_run, "--out", tmp_path / "index"
+    )
+    assert code == 0, err
+    code, out, err = run_cli(
+        capsys,
+        monkeypatch,
+        "search",
+        "--index",
+        tmp_path / "index",
+        *query_images,
+        "--top",
+        "5",
+        "--candidates",
+        "20",
+        "--json",
+    )
+    assert code == 0, err
+    found = json.loads(out)
+    assert [r["query"] for r in found] == [str(p) for p in query_images]
+    first = found[0]["results"]
+    assert len(first) == 5 and {"id", "label", "hamming", "score"} <= set(first[0])
+    assert all(a["score"] >= b["score"] for a, b in zip(first, first[1:], strict=False))
+    assert first[0]["id"].startswith("train/")
+    code, out, _ = run_cli(
+        capsys,
+        monkeypatch,
+        "search",
+        "--index",
+        tmp_path / "index",
+        query_images[0],
+        "--rerank",
+        "none",
+        "--radius",
+        "3",
+    )
+    assert code == 0 and "hamming" in out and "cosine" not in out
+
+
+def one_line_error(code: int, err: str, *fragments: str) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_bad_inputs_give_one_line_errors(trained_run, query_images, tmp_path, capsys, monkeypatch):
+    code, _, err = run_cli(
+        capsys,
+        monkeypatch,
+        "train",
+        "--dataset",
+        "cifar10",
+        "--data",
+        tmp_path / "nowhere",
+        "--out",
+        tmp_path / "r",
+        "--no-progress",
+    )
+    one_line_error(code, err, "nowhere")
+    code, _, err = run_cli(capsys, monkeypatch, "train", "--bits", "12", "--out", tmp_path / "r")
+    one_line_error(code, err, "bits", "12")
+    code, _, err = run_cli(
+        capsys, monkeypatch, "train", "--method", "nope", "--out", tmp_path / "r"
+    )
+    one_line_error(code, err, "nope", "saeh")
+    code, _, err = run_cli(capsys, monkeypatch, "evaluate", "--run", tmp_path / "missing")
+    one_line_error(code, err, "missing")
+
+    run_cli(capsys, monkeypatch, "index", "--run", trained_run, "--out", tmp_path / "ix")
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"definitely not a jpeg")
+    code, _, err = run_cli(capsys, monkeypatch, "search", "--index", tmp_path / "ix", corrupt)
+    one_line_error(code, err, "corrupt.jpg")
+    with open(tmp_path / "ix" / "codes.faiss", "r+b") as f:
+        f.seek(40)
+        f.write(b"\x00\x01\x02")
+    code, _, err = run_cli(
+        capsys, monkeypatch, "search", "--index", tmp_path / "ix", query_images[0]
+    )
+    one_line_error(code, err, "codes.faiss", "damaged")
