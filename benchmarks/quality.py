@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from hashsearch import api
+from hashsearch.config import RunConfig
 from hashsearch.presets import preset_config
 
 
@@ -31,11 +34,7 @@ def run_one(
         overrides["train.epochs"] = epochs
     config = preset_config(preset, overrides)
     run_dir = out / f"{preset}-{bits}b-seed{seed}"
-    run = (
-        api.load_run(run_dir)
-        if (run_dir / "model.safetensors").is_file()
-        else (api.train(config, run_dir))
-    )
+    run = resume(run_dir, config) or api.train(config, run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     started = time.perf_counter()
     report = api.evaluate(run)
@@ -61,6 +60,18 @@ def run_one(
     }
 
 
+def resume(run_dir: Path, config: RunConfig) -> api.Run | None:
+    """The finished run in `run_dir` if it was trained with `config` (method defaults aside)."""
+    if not (run_dir / "model.safetensors").is_file():
+        return None
+    run = api.load_run(run_dir)
+    saved = run.config.model_dump(exclude={"method": {"params"}, "train": {"device"}})
+    wanted = config.model_dump(exclude={"method": {"params"}, "train": {"device"}})
+    if saved != wanted:
+        raise SystemExit(f"{run_dir} holds a run with another config; remove it or pass --out")
+    return run
+
+
 def append_record(path: Path, record: dict[str, Any]) -> None:
     records = json.loads(path.read_text()) if path.is_file() else []
     records = [
@@ -81,11 +92,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench"))
     parser.add_argument("--records", type=Path, default=None, help="JSON list to append to")
     args = parser.parse_args()
-    print(json.dumps(api.environment()))
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    print(json.dumps(api.environment()), flush=True)
     for bits in args.bits:
         for seed in args.seeds:
             record = run_one(args.preset, args.data, bits, seed, args.epochs, args.out)
-            print(json.dumps({k: v for k, v in record.items() if k != "environment"}))
+            print(json.dumps({k: v for k, v in record.items() if k != "environment"}), flush=True)
             if args.records:
                 append_record(args.records, record)
 

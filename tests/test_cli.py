@@ -13,6 +13,7 @@ import pytest
 from hashsearch.cli import main
 from hashsearch.encoding import Encoded
 from hashsearch.evaluation import evaluate_retrieval
+from hashsearch.index import HashIndex
 
 TINY = [
     "--set",
@@ -219,3 +220,57 @@ def test_bad_inputs_give_one_line_errors(trained_run, query_images, tmp_path, ca
         capsys, monkeypatch, "search", "--index", tmp_path / "ix", query_images[0]
     )
     one_line_error(code, err, "codes.faiss", "damaged")
+
+
+def test_more_bad_inputs(trained_run, query_images, tmp_path, capsys, monkeypatch):
+    run_cli(capsys, monkeypatch, "index", "--run", trained_run, "--out", tmp_path / "ix")
+    search = ("search", "--index", tmp_path / "ix")
+    code, _, err = run_cli(capsys, monkeypatch, *search, tmp_path / "absent.jpg")
+    one_line_error(code, err, "absent.jpg", "does not exist")
+    code, _, err = run_cli(capsys, monkeypatch, *search, query_images[0], "--top", "0")
+    one_line_error(code, err, "--top")
+    code, _, err = run_cli(capsys, monkeypatch, *search, query_images[0], "--candidates", "-5")
+    one_line_error(code, err, "--candidates")
+    code, _, err = run_cli(capsys, monkeypatch, "evaluate", "--run", trained_run, "--radius", "-1")
+    one_line_error(code, err, "--radius")
+
+    HashIndex.load(tmp_path / "ix").save(tmp_path / "bare")  # an index without its model
+    code, _, err = run_cli(
+        capsys, monkeypatch, "search", "--index", tmp_path / "bare", query_images[0]
+    )
+    one_line_error(code, err, "holds no model")
+
+    out = ("--out", tmp_path / "r", "--no-progress")
+    code, _, err = run_cli(capsys, monkeypatch, "train", "--set", "method.bits=12", *out)
+    one_line_error(code, err, "bits", "12")
+    code, _, err = run_cli(capsys, monkeypatch, "train", "--set", "seed.x=1", *out)
+    one_line_error(code, err, "seed.x")
+    code, _, err = run_cli(capsys, monkeypatch, "train", "--device", "tpu9", *out)
+    one_line_error(code, err, "tpu9")
+    code, _, err = run_cli(
+        capsys,
+        monkeypatch,
+        "train",
+        "--preset",
+        "digits",
+        "--config",
+        trained_run / "config.yaml",
+        *out,
+    )
+    one_line_error(code, err, "--config or --preset")
+    code, _, err = run_cli(capsys, monkeypatch, "demo", "--dataset", "imagenet")
+    one_line_error(code, err, "imagenet")
+    code, _, err = run_cli(
+        capsys,
+        monkeypatch,
+        "encode",
+        "--run",
+        trained_run,
+        "--split",
+        "query",
+        "--out",
+        tmp_path / "new" / "q",
+        "--device",
+        "cpu",
+    )
+    assert code == 0 and (tmp_path / "new" / "q.npz").is_file(), err

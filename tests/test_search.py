@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hashsearch.encoding import Encoded
 from hashsearch.errors import HashsearchError
 from hashsearch.index import HashIndex
 from hashsearch.search import rerank_prefix, two_stage_search
@@ -17,7 +18,8 @@ def brute_hamming(q, b):
 def make_index(rng, n, nbytes, values=4):
     codes = rng.integers(0, values, (n, nbytes), dtype=np.uint8)  # few values: many ties
     features = rng.standard_normal((n, 4)).astype(np.float32)
-    return HashIndex.build(codes, features, rng.integers(0, 3, n), [str(i) for i in range(n)], {})
+    labels = rng.integers(0, 3, n)
+    return HashIndex.build(Encoded(codes, features, labels), [str(i) for i in range(n)], {})
 
 
 @settings(max_examples=30, deadline=None)
@@ -60,7 +62,8 @@ def test_stage2_reorders_candidates_by_cosine():
     stage1 = two_stage_search(index, q_codes, q_feat, top=10, candidates=10, rerank="none")[0]
     assert sorted(hits.items.tolist()) == sorted(stage1.items.tolist())
     unit = q_feat[0] / np.linalg.norm(q_feat[0])
-    expected_scores = index.features[hits.items] @ unit
+    items = index.features[hits.items]
+    expected_scores = items @ unit / np.linalg.norm(items, axis=1)
     assert np.allclose(hits.scores, expected_scores, atol=1e-6)
     assert np.all(np.diff(hits.scores) <= 1e-7)
 

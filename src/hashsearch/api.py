@@ -19,18 +19,19 @@ import torch
 from PIL import Image
 
 from hashsearch import __version__
-from hashsearch.config import RunConfig
+from hashsearch.config import RunConfig, with_overrides
 from hashsearch.data import load_dataset
 from hashsearch.data.dataset import ImageDataset
 from hashsearch.data.decode import decode_image
 from hashsearch.data.protocols import Splits, make_splits
 from hashsearch.encoding import Encoded, encode_images
+from hashsearch.errors import HashsearchError
 from hashsearch.evaluation import evaluate_retrieval
 from hashsearch.index import HashIndex
 from hashsearch.methods import create_method
 from hashsearch.run import Run, load_run, save_run
 from hashsearch.search import Hits, two_stage_search
-from hashsearch.training.trainer import Trainer, TrainingData
+from hashsearch.training.trainer import Trainer, TrainingData, seed_everything
 
 
 def load_data(config: RunConfig, data_path: str | None = None) -> tuple[ImageDataset, Splits]:
@@ -83,7 +84,10 @@ def cpu_model() -> str:
 def train(config: RunConfig, out: Path, progress: bool = True) -> Run:
     """Train `config`, keep the epoch the validation split likes best, write the run to `out`."""
     dataset, splits = load_data(config)
+    seed_everything(config.seed)  # the initial weights depend on the seed, too
     model = create_method(config, dataset.num_classes, dataset.image_shape)
+    # Resolve the method's defaults into the saved config, so it records every value used.
+    config = with_overrides(config, {"method.params": model.params.model_dump(mode="json")})
     trainer = Trainer(config.train, config.seed)
     data = training_data(dataset, splits, config.train.val_retrieval_size, config.seed)
     result = trainer.fit(model, data, progress=progress)
@@ -123,7 +127,10 @@ def encode_split(
     return encoded, [str(i) for i in dataset.ids[rows]]
 
 
-def save_encoded(encoded: Encoded, ids: list[str], path: Path) -> None:
+def save_encoded(encoded: Encoded, ids: list[str], path: Path) -> Path:
+    """Write codes, features, labels and ids as one .npz any tool can read; its path."""
+    path = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(
         path,
         codes=encoded.codes,
@@ -131,6 +138,7 @@ def save_encoded(encoded: Encoded, ids: list[str], path: Path) -> None:
         labels=encoded.labels,
         ids=np.asarray(ids),
     )
+    return path
 
 
 def build_index(
@@ -139,9 +147,7 @@ def build_index(
     """Encode a split (the database by default) and save it as an index directory."""
     encoded, ids = encode_split(run, split, data_path)
     index = HashIndex.build(
-        encoded.codes,
-        encoded.features,
-        encoded.labels,
+        encoded,
         ids,
         {
             "method": run.meta["method"],
@@ -178,6 +184,7 @@ def evaluate(
 
 
 def write_report(report: dict[str, Any], directory: Path) -> Path:
+    """Save an evaluation report as `directory/evaluation.json`; its path."""
     path = directory / "evaluation.json"
     path.write_text(json.dumps(report, indent=2))
     return path
@@ -204,6 +211,11 @@ def search_images(
 ) -> list[dict[str, Any]]:
     """Two-stage search of an index directory with query image files; JSON-ready results."""
     index = HashIndex.load(index_dir)
+    if not (index_dir / "model" / "run.json").is_file():
+        raise HashsearchError(
+            f"index {index_dir} holds no model to encode queries with; "
+            "rebuild it with `hashsearch index --run RUN`"
+        )
     run = load_run(index_dir / "model")
     shape = tuple(run.meta["image_shape"])
     pixels = np.stack([load_query_image(path, shape) for path in images])
@@ -216,6 +228,7 @@ def search_images(
 
 
 def hits_as_dicts(index: HashIndex, hits: Hits) -> list[dict[str, Any]]:
+    """One query's hits as JSON-ready rows: position, id, label names, distance, score."""
     classes = index.info.get("classes", [])
     rows = []
     for pos, item in enumerate(hits.items):

@@ -24,7 +24,7 @@ from hashsearch.data import list_datasets
 from hashsearch.data.protocols import PROTOCOLS
 from hashsearch.errors import HashsearchError
 from hashsearch.methods import list_methods
-from hashsearch.presets import PRESETS, preset_config
+from hashsearch.presets import PRESETS, default_preset, preset_config
 from hashsearch.report import metrics_table, plot_pr_curve
 from hashsearch.search import RERANKERS
 
@@ -68,10 +68,7 @@ def parse_assignments(items: list[str], what: str) -> dict[str, Any]:
 
 
 def open_run(run: Path, device: str | None) -> api.Run:
-    loaded = api.load_run(run, device or "cpu")
-    if device:
-        loaded.config = with_overrides(loaded.config, {"train.device": device})
-    return loaded
+    return api.load_run(run, device or "cpu")
 
 
 @app.command()
@@ -97,11 +94,9 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train a hashing model and write a run directory (config, weights, metrics)."""
-    base = (
-        load_run_config(config)
-        if config
-        else (preset_config(preset) if preset else preset_config(_default_preset(dataset)))
-    )
+    if config and preset:
+        raise HashsearchError("give --config or --preset, not both")
+    base = load_run_config(config) if config else preset_config(preset or default_preset(dataset))
     flags = {
         "data.dataset": dataset,
         "data.path": data,
@@ -126,10 +121,6 @@ def train(
     )
 
 
-def _default_preset(dataset: str | None) -> str:
-    return "cifar10" if dataset == "cifar10" else "digits"
-
-
 @app.command()
 def encode(
     run: RunDir,
@@ -140,8 +131,8 @@ def encode(
 ) -> None:
     """Encode a split to packed uint8 codes and float32 features (.npz)."""
     encoded, ids = api.encode_split(open_run(run, device), split.value, data)
-    api.save_encoded(encoded, ids, out)
-    console.print(f"encoded {len(ids)} {split.value} items to {out}")
+    written = api.save_encoded(encoded, ids, out)
+    console.print(f"encoded {len(ids)} {split.value} items to {written}")
 
 
 @app.command()
@@ -212,8 +203,8 @@ def _publish(report: dict[str, Any], directory: Path, as_json: bool) -> None:
 
 @app.command()
 def demo(
-    dataset: Annotated[str, typer.Option(help="digits (bundled) or cifar10.")] = "digits",
-    data: Annotated[str | None, typer.Option(help="CIFAR-10 path (archive or folder).")] = None,
+    dataset: Annotated[str, typer.Option(help=f"One of: {_names(list_datasets())}.")] = "digits",
+    data: Annotated[str | None, typer.Option(help="Data path (cifar10, folder).")] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
     bits: Annotated[int, typer.Option()] = 48,
     out: Annotated[Path, typer.Option(help="Where the run, index and report go.")] = Path(
@@ -222,7 +213,7 @@ def demo(
     device: Device = None,
 ) -> None:
     """Train SAEH, index the database, search and print the evaluation table."""
-    preset = "cifar10-demo" if dataset == "cifar10" else PRESETS.names()[0]
+    preset = default_preset(dataset, demo=True)
     flags = {"data.path": data, "method.bits": bits, "train.epochs": epochs, "train.device": device}
     config = preset_config(preset, {k: v for k, v in flags.items() if v is not None})
     _run_demo(config, out)

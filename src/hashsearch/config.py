@@ -9,10 +9,20 @@ silently ignored: a typo in a YAML file must not change an experiment quietly.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
 
 from hashsearch.errors import HashsearchError
 
@@ -26,11 +36,11 @@ class DataConfig(_Strict):
 
     dataset: str = "digits"
     path: str | None = None
-    image_size: int | None = None
+    image_size: PositiveInt | None = None
     protocol: str = "holdout"
     # Validation items per class carved from the training split (a fraction if < 1);
     # None: the protocol's own size (see data/protocols.py).
-    val_per_class: int | float | None = None
+    val_per_class: PositiveInt | PositiveFloat | None = None
     # "image": each image to zero mean, unit variance (design document, section 3.1);
     # "channel": per-channel mean/std of the training split (the usual CIFAR practice).
     normalization: Literal["image", "channel"] = "image"
@@ -40,8 +50,8 @@ class BackboneConfig(_Strict):
     """The CNN family shared by every deep method (one backbone family keeps the study fair)."""
 
     name: str = "resnet"
-    widths: tuple[int, ...] = (32, 64, 128)
-    blocks: tuple[int, ...] = (1, 1, 1)
+    widths: tuple[Annotated[int, Field(ge=2)], ...] = Field((32, 64, 128), min_length=1)
+    blocks: tuple[NonNegativeInt, ...] = (1, 1, 1)
 
     @field_validator("blocks")
     @classmethod
@@ -70,27 +80,27 @@ class MethodConfig(_Strict):
 class AugmentConfig(_Strict):
     """Augmentation done on uint8 tensors, batch-wise (no per-image Python loop)."""
 
-    translate: int = 2  # random crop by translation of up to this many pixels, reflect-padded
+    # random crop by translation of up to this many pixels, reflect-padded
+    translate: NonNegativeInt = 2
     flip: bool = True  # horizontal flips; off for data where mirror images differ (digits)
 
 
 class TrainConfig(_Strict):
-    """The training recipe; the defaults are what `docs/recipe.md` measured."""
+    """The training recipe (the CIFAR-10 preset's evidence is in `docs/results.md`)."""
 
-    epochs: int = 10
-    batch_size: int = 256
-    lr: float = 0.1  # peak of the one-cycle schedule (SGD, Nesterov)
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
-    warmup_fraction: float = 0.2
+    epochs: PositiveInt = 10
+    batch_size: Annotated[int, Field(ge=2)] = 256  # BatchNorm needs two items a batch
+    lr: PositiveFloat = 0.1  # peak of the one-cycle schedule (SGD, Nesterov)
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    weight_decay: NonNegativeFloat = 5e-4
+    warmup_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     augment: AugmentConfig = AugmentConfig()
-    eval_every: int = 1  # validate every N epochs; the best validation mAP is kept
-    val_retrieval_size: int = 5000  # training items the validation queries search
+    eval_every: PositiveInt = 1  # validate every N epochs; the best validation mAP is kept
+    val_retrieval_size: PositiveInt = 5000  # training items the validation queries search
     device: str = "cpu"
-    threads: int | None = None
+    threads: PositiveInt | None = None
     channels_last: bool = True
-    max_steps: int | None = None  # stop early (smoke tests); None trains all epochs
+    max_steps: PositiveInt | None = None  # stop early (smoke tests); None trains all epochs
 
 
 class RunConfig(_Strict):
@@ -141,5 +151,7 @@ def with_overrides(model: BaseModel, overrides: dict[str, Any]) -> Any:
         *parents, leaf = dotted.split(".")
         for key in parents:
             node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise HashsearchError(f"unknown configuration key {dotted!r}: {key} has no fields")
         node[leaf] = value
     return validated(type(model), values, "configuration")

@@ -6,12 +6,14 @@ Training-time validation, `encode`, `index`, `evaluate` and `search` all call
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from hashsearch.methods.base import HashingMethod
+from hashsearch.models.encoder import EncoderOutput
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,23 @@ def unpack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
     return np.unpackbits(codes, axis=1, count=bits).astype(np.float32) * 2.0 - 1.0
 
 
-@torch.no_grad()
+def forward_batches(
+    model: HashingMethod, images: np.ndarray, batch_size: int = 512, device: str = "cpu"
+) -> Iterator[tuple[EncoderOutput, slice]]:
+    """Eval-mode forward passes over (N, H, W, C) uint8 images, one batch at a time.
+
+    Images may be a memmap: each batch is copied in turn, so memory stays at one
+    batch of floats whatever N is. Yields each batch's output and its rows.
+    """
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            rows = slice(start, start + batch_size)
+            batch = torch.from_numpy(np.ascontiguousarray(images[rows])).to(device)
+            x = model.normalize(batch.permute(0, 3, 1, 2))
+            yield model(x.contiguous(memory_format=torch.channels_last)), rows
+
+
 def encode_images(
     model: HashingMethod,
     images: np.ndarray,
@@ -49,22 +67,10 @@ def encode_images(
     batch_size: int = 512,
     device: str = "cpu",
 ) -> Encoded:
-    """Encode (N, H, W, C) uint8 images in eval mode, batch by batch.
-
-    Images may be a memmap: each batch is copied in turn, so memory stays at
-    one batch of floats whatever N is.
-    """
-    model.eval()
-    codes, features = [], []
-    for start in range(0, len(images), batch_size):
-        batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size]))
-        x = model.normalize(batch.permute(0, 3, 1, 2).to(device))
-        out = model(x.contiguous(memory_format=torch.channels_last))
+    """Codes and features of (N, H, W, C) uint8 images, with their labels."""
+    codes = [np.zeros((0, model.bits // 8), np.uint8)]
+    features = [np.zeros((0, model.encoder.feature_dim), np.float32)]
+    for out, _ in forward_batches(model, images, batch_size, device):
         codes.append(pack_codes(out.h.float().cpu().numpy()))
         features.append(out.feature.float().cpu().numpy())
-    dim = model.encoder.feature_dim
-    return Encoded(
-        codes=np.concatenate(codes) if codes else np.zeros((0, model.bits // 8), np.uint8),
-        features=np.concatenate(features) if features else np.zeros((0, dim), np.float32),
-        labels=np.asarray(labels),
-    )
+    return Encoded(np.concatenate(codes), np.concatenate(features), np.asarray(labels))

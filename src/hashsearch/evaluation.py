@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from hashsearch.encoding import Encoded, unpack_codes
+from hashsearch.errors import HashsearchError
 from hashsearch.metrics import MetricAccumulator, relevance
-from hashsearch.search import RERANKERS, rerank_prefix
+from hashsearch.search import RERANKERS, check_search_args, rerank_prefix
 
 CHUNK_ELEMENTS = 8_000_000  # per (chunk x database) array: ~8-64 MB depending on dtype
 
@@ -45,6 +46,9 @@ def evaluate_retrieval(
     ``rerank="none"`` two-stage equals stage 1 and is omitted.
     """
     reranker = RERANKERS.get(rerank)
+    check_search_args(candidates, radius)
+    if len(database.codes) == 0:
+        raise HashsearchError("the database split is empty; nothing to evaluate")
     signs_b = unpack_codes(database.codes, bits)
     prepared_b = None if reranker is None else reranker.prepare(database.features)
     chunk = chunk or max(1, CHUNK_ELEMENTS // max(1, len(database.codes)))
@@ -57,17 +61,10 @@ def evaluate_retrieval(
         n_relevant = rel.sum(axis=1)
         rel, dist = gather_rows(rel, order), gather_rows(dist, order)
         stage1.add(rel, dist, n_relevant)
-        if reranker is None:
-            continue
-        prefix = _candidate_counts(dist, candidates, radius)
-        width = int(prefix.max()) if len(prefix) else 0
-        scores = reranker.score(query.features[rows], prepared_b)
-        scores = gather_rows(scores, order[:, :width])
-        within = rerank_prefix(scores, prefix)
-        # Only the candidate prefix moves; the tail keeps its Hamming order.
-        rel[:, :width] = gather_rows(rel[:, :width], within)
-        dist[:, :width] = gather_rows(dist[:, :width], within)
-        two_stage.add(rel, dist, n_relevant)
+        if reranker is not None:
+            scores = reranker.score(query.features[rows], prepared_b)
+            rerank_chunk(rel, dist, order, scores, _candidate_counts(dist, candidates, radius))
+            two_stage.add(rel, dist, n_relevant)
     report = {"stage1": stage1.result()}
     if reranker is not None:
         report["two_stage"] = two_stage.result()
@@ -80,6 +77,23 @@ def evaluate_retrieval(
         "ties": "Hamming ties in database order",
     }
     return report
+
+
+def rerank_chunk(
+    rel: np.ndarray, dist: np.ndarray, order: np.ndarray, scores: np.ndarray, prefix: np.ndarray
+) -> None:
+    """Re-sort each row's first `prefix[i]` ranked items by score, in place (stage 2).
+
+    Args:
+        rel, dist: (q, nb) relevance and Hamming distance in stage-1 rank order.
+        order: (q, nb) database positions in stage-1 rank order.
+        scores: (q, nb) re-rank scores in database order.
+        prefix: (q,) candidates per query. The tail keeps its Hamming order.
+    """
+    width = int(prefix.max()) if len(prefix) else 0
+    within = rerank_prefix(gather_rows(scores, order[:, :width]), prefix)
+    rel[:, :width] = gather_rows(rel[:, :width], within)
+    dist[:, :width] = gather_rows(dist[:, :width], within)
 
 
 def gather_rows(values: np.ndarray, positions: np.ndarray) -> np.ndarray:

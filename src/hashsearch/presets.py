@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from hashsearch.config import RunConfig, with_overrides
+from hashsearch.errors import HashsearchError
 from hashsearch.registry import Registry
 
 PRESETS: Registry[dict[str, Any]] = Registry("preset")
@@ -54,6 +55,36 @@ PRESETS.register("cifar10-demo")(
         "train.eval_every": 4,
     }
 )
+
+
+# Any other labelled image folder: a middle-of-the-road recipe for small photos.
+PRESETS.register("folder")(
+    {
+        "data.dataset": "folder",
+        "data.protocol": "holdout",
+        "backbone.widths": (32, 64, 128),
+        "backbone.blocks": (1, 1, 1),
+        "train.epochs": 15,
+        "train.batch_size": 128,
+        "train.lr": 0.05,
+        "train.augment": {"translate": 2, "flip": True},
+        "train.eval_every": 3,
+    }
+)
+
+# The preset `train` and `demo` start from when only --dataset is given.
+TRAIN_PRESETS = {"digits": "digits", "cifar10": "cifar10", "folder": "folder"}
+DEMO_PRESETS = {**TRAIN_PRESETS, "cifar10": "cifar10-demo"}
+
+
+def default_preset(dataset: str | None, demo: bool = False) -> str:
+    """The preset for a data set name (digits when none is given)."""
+    table = DEMO_PRESETS if demo else TRAIN_PRESETS
+    if dataset is None:
+        return "digits"
+    if dataset not in table:
+        raise HashsearchError(f"unknown data set {dataset!r}; use one of {', '.join(table)}")
+    return table[dataset]
 
 
 def preset_config(name: str, overrides: dict[str, Any] | None = None) -> RunConfig:

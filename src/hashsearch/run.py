@@ -17,11 +17,13 @@ from typing import Any
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from hashsearch.config import RunConfig, dump_run_config, load_run_config
+from hashsearch.config import RunConfig, dump_run_config, load_run_config, with_overrides
+from hashsearch.device import check_device
 from hashsearch.errors import HashsearchError
 from hashsearch.methods import HashingMethod, create_method
 
 RUN_FORMAT_VERSION = 1
+RUN_FILES = ("config.yaml", "run.json", "model.safetensors")  # what a model needs
 
 
 @dataclass
@@ -52,27 +54,41 @@ def save_run(
 
 
 def load_run(directory: Path, device: str = "cpu") -> Run:
-    """Rebuild the model from the config and load its weights (safetensors: no code runs)."""
-    if not (directory / "run.json").is_file():
+    """Rebuild the model from the config and load its weights (safetensors: no code runs).
+
+    The returned run's config says `device`, so encoding sends batches where the model is.
+    """
+    meta = _read_meta(directory)
+    config = with_overrides(load_run_config(directory / "config.yaml"), {"train.device": device})
+    try:
+        model = create_method(config, meta["num_classes"], tuple(meta["image_shape"]))
+        model.load_state_dict(load_file(str(directory / "model.safetensors")))
+    except (SafetensorError, OSError, RuntimeError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise HashsearchError(
+            f"weights in {directory} are damaged or do not match its config.yaml ({reason}); "
+            "train the run again"
+        ) from None
+    return Run(directory, config, meta, model.to(check_device(device)).eval())
+
+
+def _read_meta(directory: Path) -> dict[str, Any]:
+    path = directory / "run.json"
+    if not path.is_file():
         raise HashsearchError(
             f"{directory} is not a hashsearch run (no run.json); "
             "train one with `hashsearch train --out DIR`"
         )
-    meta = json.loads((directory / "run.json").read_text())
-    if meta.get("format_version") != RUN_FORMAT_VERSION:
-        raise HashsearchError(
-            f"run {directory} has format version {meta.get('format_version')},"
-            f" this hashsearch reads {RUN_FORMAT_VERSION}; train it again"
-        )
-    config = load_run_config(directory / "config.yaml")
-    model = create_method(config, meta["num_classes"], tuple(meta["image_shape"]))
     try:
-        state = load_file(str(directory / "model.safetensors"))
-        model.load_state_dict(state)
-    except (SafetensorError, OSError, RuntimeError) as exc:
-        reason = str(exc).splitlines()[0]
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        meta = None
+    if not isinstance(meta, dict) or meta.get("format_version") != RUN_FORMAT_VERSION:
+        version = meta.get("format_version") if isinstance(meta, dict) else "unreadable"
         raise HashsearchError(
-            f"weights in {directory} are damaged or do not match "
-            f"its config.yaml ({reason}); train the run again"
-        ) from None
-    return Run(directory, config, meta, model.to(device).eval())
+            f"run {directory} has format version {version}, this hashsearch reads "
+            f"{RUN_FORMAT_VERSION}; train it again"
+        )
+    if not {"num_classes", "image_shape"} <= meta.keys():
+        raise HashsearchError(f"{path} lacks num_classes or image_shape; train the run again")
+    return meta

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hashsearch.index.store import HashIndex, l2_normalized
+from hashsearch.errors import HashsearchError
+from hashsearch.index.store import HashIndex
 from hashsearch.registry import Registry
 
 
@@ -31,6 +32,12 @@ class Reranker:
 
 
 RERANKERS: Registry[Reranker | None] = Registry("re-ranker")
+
+
+def l2_normalized(features: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return (features / np.maximum(norms, 1e-12)).astype(np.float32)
+
 
 # Cosine similarity S_ij = f_i . f_j / (|f_i| |f_j|) (eq. 5): a dot product of unit vectors.
 RERANKERS.register("cosine")(
@@ -50,6 +57,14 @@ def rerank_prefix(scores_ranked: np.ndarray, prefix: np.ndarray) -> np.ndarray:
     positions = np.arange(scores_ranked.shape[1])
     key = np.where(positions[None, :] < prefix[:, None], -scores_ranked, np.inf)
     return np.argsort(key, axis=1, kind="stable")
+
+
+def check_search_args(candidates: int, radius: int | None, top: int = 1) -> None:
+    """One-line errors for list lengths and radii that cannot mean anything."""
+    if top < 1 or candidates < 1:
+        raise HashsearchError(f"--top ({top}) and --candidates ({candidates}) must be at least 1")
+    if radius is not None and radius < 0:
+        raise HashsearchError(f"--radius must be 0 or more, got {radius}")
 
 
 @dataclass(frozen=True)
@@ -95,12 +110,21 @@ def two_stage_search(
         rerank: a registered re-ranker name; "none" returns stage 1 alone.
     """
     reranker = RERANKERS.get(rerank)
+    check_search_args(candidates, radius, top)
+    if codes.shape[1] * 8 != index.bits or features.shape[1:] != index.features.shape[1:]:
+        raise HashsearchError(
+            f"queries ({codes.shape[1] * 8} bits, features {features.shape[1:]}) do not match "
+            f"the index ({index.bits} bits, features {index.features.shape[1:]})"
+        )
+    if len(index) == 0:
+        raise HashsearchError("the index is empty; build it from a split that has items")
     results = []
     for q, (hamming, items) in enumerate(stage1(index, codes, candidates, radius)):
         hamming, items = hamming.astype(np.int64), items.astype(np.int64)
         scores = None
         if reranker is not None and len(items):
-            scores = reranker.score(features[q : q + 1], index.features[items])
+            prepared = reranker.prepare(index.features[items])
+            scores = reranker.score(features[q : q + 1], prepared)
             order = rerank_prefix(scores, np.array([len(items)]))[0]
             hamming, items, scores = hamming[order], items[order], scores[0, order]
         results.append(Hits(items[:top], hamming[:top], None if scores is None else scores[:top]))

@@ -33,9 +33,7 @@ from hashsearch.errors import HashsearchError
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
-CIFAR10_CLASSES = tuple(
-    "airplane automobile bird cat deer dog frog horse ship truck".split()
-)
+CIFAR10_CLASSES = tuple("airplane automobile bird cat deer dog frog horse ship truck".split())
 _BATCH_FOLDER = "cifar-10-batches-py"
 _META = "batches.meta"
 _SPLIT_BATCHES = {
@@ -149,9 +147,7 @@ def _read_archive_batches(archive: Path, wanted: set[str]) -> dict[str, Any]:
                     assert file is not None, member.name
                     found[parts[-1]] = load_array_pickle(file, f"{archive}:{member.name}")
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise HashsearchError(
-            f"cannot read archive {archive} ({exc}); re-download it"
-        ) from exc
+        raise HashsearchError(f"cannot read archive {archive} ({exc}); re-download it") from exc
     return found
 
 
@@ -168,8 +164,7 @@ def _batch_arrays(batch: Any, name: str, num_classes: int) -> tuple[np.ndarray, 
     labels = batch.get(b"labels") if isinstance(batch, dict) else None
     if not _is_pixel_rows(data):
         raise HashsearchError(
-            f"{name} is not a CIFAR-10 batch (no (N, 3072) uint8 b'data'); "
-            f"re-download the archive"
+            f"{name} is not a CIFAR-10 batch (no (N, 3072) uint8 b'data'); re-download the archive"
         )
     if not (
         isinstance(labels, list)

@@ -58,9 +58,7 @@ def _read_image_folder(source: Path, image_size: int | None) -> ImageDataset:
     files = list_image_files(source)
     if not files:
         extensions = " ".join(sorted(IMAGE_EXTENSIONS))
-        raise HashsearchError(
-            f"{source} holds no image files ({extensions}); expected {_LAYOUTS}"
-        )
+        raise HashsearchError(f"{source} holds no image files ({extensions}); expected {_LAYOUTS}")
     names = [name for name, _ in files]
     splits, class_names = _splits_and_classes(source, names)
     classes = tuple(sorted(set(class_names)))
@@ -87,8 +85,7 @@ def _splits_and_classes(source: Path, names: Sequence[str]) -> tuple[list[str], 
     examples = {len(item_parts): name for item_parts, name in zip(parts, names, strict=True)}
     shown = ", ".join(repr(examples[depth]) for depth in sorted(depths))
     raise HashsearchError(
-        f"{source} does not have one layout (e.g. {shown}); "
-        f"arrange its images as {_LAYOUTS}"
+        f"{source} does not have one layout (e.g. {shown}); arrange its images as {_LAYOUTS}"
     )
 
 

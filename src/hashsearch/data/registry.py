@@ -53,7 +53,5 @@ def load_dataset(
     """
     loader = _LOADERS.get(name)
     if loader is None:
-        raise HashsearchError(
-            f"unknown data set {name!r}; use one of {', '.join(list_datasets())}"
-        )
+        raise HashsearchError(f"unknown data set {name!r}; use one of {', '.join(list_datasets())}")
     return loader(None if data is None else Path(data), image_size)

@@ -9,7 +9,10 @@ lambda2 = 0 removes the decoder entirely (the study's ablation).
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
+from pydantic import Field, NonNegativeFloat, PositiveInt
 from torch import nn
 
 from hashsearch.methods.base import METHODS, HashingMethod, MethodParams
@@ -25,11 +28,11 @@ from hashsearch.models.encoder import EncoderOutput, HashEncoder
 
 
 class SAEHParams(MethodParams):
-    lambda_sim: float = 1.0  # lambda1 of eq. 4
-    lambda_rec: float = 0.1  # lambda2 of eq. 4; 0 turns the decoder off
-    label_smoothing: float = 0.1
+    lambda_sim: NonNegativeFloat = 1.0  # lambda1 of eq. 4
+    lambda_rec: NonNegativeFloat = 0.1  # lambda2 of eq. 4; 0 turns the decoder off
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
     relaxation: Relaxation = "sign_ste"
-    decoder_width: int = 64
+    decoder_width: PositiveInt = 64
 
 
 @METHODS.register("saeh")

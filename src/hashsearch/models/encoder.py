@@ -26,7 +26,7 @@ class EncoderOutput:
 
 
 class HashEncoder(nn.Module):
-    """x (uint8 or normalised float) -> EncoderOutput; one instance per method."""
+    """Normalised float images -> EncoderOutput; `normalize` turns uint8 pixels into its input."""
 
     def __init__(
         self,

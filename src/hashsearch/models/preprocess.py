@@ -45,7 +45,7 @@ class Normalize(nn.Module):
         self.std.copy_(std.view_as(self.std))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.float().div_(255.0)
+        x = images.to(torch.float32) / 255.0
         if self.mode == "image":
             mean = x.mean(dim=(1, 2, 3), keepdim=True)
             std = x.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)

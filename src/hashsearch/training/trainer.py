@@ -22,7 +22,8 @@ import torch
 from tqdm import tqdm
 
 from hashsearch.config import TrainConfig
-from hashsearch.encoding import encode_images
+from hashsearch.device import check_device
+from hashsearch.encoding import encode_images, forward_batches
 from hashsearch.evaluation import evaluate_retrieval
 from hashsearch.methods.base import HashingMethod
 from hashsearch.metrics import to_multi_hot
@@ -52,10 +53,19 @@ class TrainingData:
 
 @dataclass
 class TrainResult:
+    """Per-epoch records and the weights of the epoch the validation split liked best."""
+
     best_state: dict[str, torch.Tensor]
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = 0
+    best_val_map: float = -math.inf
     train_seconds: float = 0.0
+
+    def consider(self, record: dict[str, Any], method: HashingMethod) -> None:
+        """Keep `method`'s weights if this validated epoch beats the best so far."""
+        if record["val_map_all"] > self.best_val_map:
+            self.best_val_map, self.best_epoch = record["val_map_all"], record["epoch"]
+            self.best_state = _state_copy(method)
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -76,6 +86,7 @@ class Trainer:
     """Trains a `HashingMethod` with SGD + one-cycle schedule on a CPU or `config.device`."""
 
     def __init__(self, config: TrainConfig, seed: int) -> None:
+        check_device(config.device)
         self.config = config
         self.seed = seed
         if config.threads:
@@ -90,19 +101,16 @@ class Trainer:
     ) -> TrainResult:
         """Train, validate every `eval_every` epochs, and leave the best weights loaded."""
         cfg, generator = self.config, seed_everything(self.seed)
-        images = torch.from_numpy(np.ascontiguousarray(data.train_images)).permute(0, 3, 1, 2)
-        targets = torch.from_numpy(to_multi_hot(data.train_labels, data.num_classes))
-        method.encoder.normalize.fit(images)
-        method.to(cfg.device)
-        if cfg.channels_last:
-            method.to(memory_format=torch.channels_last)
+        images, targets = self._prepare(method, data)
         steps_per_epoch = max(1, len(images) // min(cfg.batch_size, len(images)))
-        total_steps = min(cfg.epochs * steps_per_epoch, cfg.max_steps or math.inf)
-        optimizer, schedule = self._optimizer(method, int(total_steps))
-        result, best_map = TrainResult(best_state=_state_copy(method)), -math.inf
-        epochs, started = math.ceil(total_steps / steps_per_epoch), time.perf_counter()
+        total_steps = min(
+            cfg.epochs * steps_per_epoch, cfg.max_steps or cfg.epochs * steps_per_epoch
+        )
+        optimizer, schedule = self._optimizer(method, total_steps)
+        result, started = TrainResult(best_state=_state_copy(method)), time.perf_counter()
+        epochs = math.ceil(total_steps / steps_per_epoch)
         for epoch in range(1, epochs + 1):
-            steps = min(steps_per_epoch, int(total_steps) - (epoch - 1) * steps_per_epoch)
+            steps = min(steps_per_epoch, total_steps - (epoch - 1) * steps_per_epoch)
             bar = tqdm(
                 islice(batches(len(images), cfg.batch_size, generator), steps),
                 total=steps,
@@ -117,9 +125,7 @@ class Trainer:
             }
             if epoch % cfg.eval_every == 0 or epoch == epochs:
                 record.update(self.validate(method, data))
-                if record["val_map_all"] > best_map:
-                    best_map, result.best_epoch = record["val_map_all"], epoch
-                    result.best_state = _state_copy(method)
+                result.consider(record, method)
             result.history.append(record)
             log.info(
                 "epoch %d/%d: %s",
@@ -133,6 +139,18 @@ class Trainer:
         method.load_state_dict(result.best_state)
         return result
 
+    def _prepare(
+        self, method: HashingMethod, data: TrainingData
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training images as one uint8 (N, C, H, W) tensor, targets multi-hot; model on device."""
+        images = torch.from_numpy(np.ascontiguousarray(data.train_images)).permute(0, 3, 1, 2)
+        targets = torch.from_numpy(to_multi_hot(data.train_labels, data.num_classes))
+        method.encoder.normalize.fit(images)
+        method.to(self.config.device)
+        if self.config.channels_last:
+            method.to(memory_format=torch.channels_last)
+        return images, targets
+
     def _epoch(
         self,
         method: HashingMethod,
@@ -140,8 +158,8 @@ class Trainer:
         targets: torch.Tensor,
         bar: tqdm,
         generator: torch.Generator,
-        optimizer: Any,
-        schedule: Any,
+        optimizer: torch.optim.Optimizer,
+        schedule: torch.optim.lr_scheduler.LRScheduler,
     ) -> dict[str, float]:
         """One pass over the batches `bar` yields; returns mean loss terms and wall time."""
         method.train()
@@ -206,22 +224,15 @@ class Trainer:
             record["val_accuracy"] = accuracy
         return record
 
-    @torch.no_grad()
-    def _accuracy(
-        self, method: HashingMethod, data: TrainingData, batch_size: int = 512
-    ) -> float | None:
-        method.eval()
+    def _accuracy(self, method: HashingMethod, data: TrainingData) -> float | None:
+        """Top-1 validation accuracy of the method's classifier, if it has one."""
         truth = torch.from_numpy(to_multi_hot(data.val_labels, data.num_classes))
         hits = 0.0
-        for start in range(0, len(data.val_images), batch_size):
-            batch = torch.from_numpy(
-                np.ascontiguousarray(data.val_images[start : start + batch_size])
-            ).permute(0, 3, 1, 2)
-            logits = method.class_logits(method(method.normalize(batch.to(self.config.device))))
+        for out, rows in forward_batches(method, data.val_images, device=self.config.device):
+            logits = method.class_logits(out)
             if logits is None:
                 return None
-            guess = logits.argmax(dim=1, keepdim=True).cpu()
-            hits += float(truth[start : start + batch_size].gather(1, guess).sum())
+            hits += float(truth[rows].gather(1, logits.argmax(dim=1, keepdim=True).cpu()).sum())
         return hits / max(1, len(data.val_images))
 
 

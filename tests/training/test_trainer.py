@@ -1,0 +1,78 @@
+"""The trainer: deterministic from the seed, selects on validation, batches and augments right."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hashsearch import api
+from hashsearch.config import AugmentConfig
+from hashsearch.presets import preset_config
+from hashsearch.training.augment import augment, random_translate
+from hashsearch.training.trainer import Trainer, batches
+
+
+def tiny(seed=0, epochs=2):
+    return preset_config(
+        "digits",
+        {
+            "seed": seed,
+            "train.epochs": epochs,
+            "train.eval_every": 1,
+            "method.bits": 16,
+            "backbone.widths": (8, 16),
+            "backbone.blocks": (1, 1),
+        },
+    )
+
+
+def test_same_seed_same_weights_different_seed_different(tmp_path):
+    a = api.train(tiny(seed=1), tmp_path / "a", progress=False).model.state_dict()
+    b = api.train(tiny(seed=1), tmp_path / "b", progress=False).model.state_dict()
+    c = api.train(tiny(seed=2), tmp_path / "c", progress=False).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_saved_weights_are_the_best_validation_epoch(tmp_path):
+    config = tiny(epochs=4)
+    run = api.train(config, tmp_path / "run", progress=False)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    scores = [r["val_map_all"] for r in metrics["history"]]
+    assert metrics["best_epoch"] == 1 + int(np.argmax(scores))
+    dataset, splits = api.load_data(config)
+    data = api.training_data(dataset, splits, config.train.val_retrieval_size, config.seed)
+    reloaded = api.load_run(tmp_path / "run")
+    again = Trainer(config.train, config.seed).validate(reloaded.model, data)
+    assert again["val_map_all"] == pytest.approx(max(scores))
+    assert run.meta["splits"]["query"] > 0  # the query split exists but selection never saw it
+
+
+def test_batches_drop_the_last_partial_batch_and_cover_distinct_items():
+    g = torch.Generator().manual_seed(0)
+    got = list(batches(10, 4, g))
+    assert [len(b) for b in got] == [4, 4]
+    assert len(torch.cat(got).unique()) == 8
+    assert [len(b) for b in batches(3, 8, g)] == [3]  # a data set smaller than a batch
+
+
+def test_random_translate_is_reflect_pad_then_crop():
+    g = torch.Generator().manual_seed(3)
+    images = torch.randint(0, 256, (16, 3, 6, 6), dtype=torch.uint8)
+    shifted = random_translate(images, 2, g)
+    padded = torch.nn.functional.pad(images.float(), (2, 2, 2, 2), mode="reflect")
+    for i in range(16):
+        crops = [padded[i, :, y : y + 6, x : x + 6] for y in range(5) for x in range(5)]
+        assert any(torch.equal(shifted[i].float(), c) for c in crops)
+    assert shifted.dtype == torch.uint8
+
+
+def test_flip_only_when_configured():
+    g = torch.Generator().manual_seed(0)
+    images = torch.arange(2 * 1 * 2 * 3, dtype=torch.uint8).view(2, 1, 2, 3).repeat(8, 1, 1, 1)
+    unflipped = augment(images, AugmentConfig(translate=0, flip=False), g)
+    assert torch.equal(unflipped, images)
+    flipped = augment(images, AugmentConfig(translate=0, flip=True), g)
+    mirrored = [torch.equal(f, x.flip(2)) for f, x in zip(flipped, images, strict=True)]
+    assert any(mirrored) and not all(mirrored)
