@@ -22,18 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from hashsearch import api
+from hashsearch.cli import parse_assignments
 from hashsearch.config import RunConfig
 from hashsearch.presets import preset_config
 
 
 def run_one(
-    preset: str, data: str, bits: int, seed: int, epochs: int | None, out: Path
+    preset: str, data: str, bits: int, seed: int, changes: dict[str, Any], tag: str, out: Path
 ) -> dict[str, Any]:
-    overrides: dict[str, Any] = {"data.path": data, "method.bits": bits, "seed": seed}
-    if epochs is not None:
-        overrides["train.epochs"] = epochs
+    overrides: dict[str, Any] = {"data.path": data, "method.bits": bits, "seed": seed, **changes}
     config = preset_config(preset, overrides)
-    run_dir = out / f"{preset}-{bits}b-seed{seed}"
+    run_dir = out / f"{preset}{'-' + tag if tag else ''}-{bits}b-seed{seed}"
     run = resume(run_dir, config) or api.train(config, run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     started = time.perf_counter()
@@ -42,6 +41,8 @@ def run_one(
     best = next(r for r in history if r["epoch"] == metrics["best_epoch"])
     return {
         "preset": preset,
+        "variant": tag,
+        "changes": changes,
         "bits": bits,
         "seed": seed,
         "protocol": config.data.protocol,
@@ -74,11 +75,11 @@ def resume(run_dir: Path, config: RunConfig) -> api.Run | None:
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
     records = json.loads(path.read_text()) if path.is_file() else []
-    records = [
-        r
-        for r in records
-        if (r["preset"], r["bits"], r["seed"]) != (record["preset"], record["bits"], record["seed"])
-    ]
+
+    def key(r: dict[str, Any]) -> tuple:
+        return r["preset"], r.get("variant", ""), r["bits"], r["seed"]
+
+    records = [r for r in records if key(r) != key(record)]
     path.write_text(json.dumps([*records, record], indent=2) + "\n")
 
 
@@ -89,14 +90,25 @@ def main() -> None:
     parser.add_argument("--bits", type=int, nargs="+", default=[48])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=None, help="override the preset")
+    parser.add_argument(
+        "--set",
+        dest="changes",
+        action="append",
+        default=[],
+        help="config override dotted.key=VALUE (YAML value), repeatable",
+    )
+    parser.add_argument("--tag", default="", help="name of this variant (run dir, record)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench"))
     parser.add_argument("--records", type=Path, default=None, help="JSON list to append to")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     print(json.dumps(api.environment()), flush=True)
+    changes = parse_assignments(args.changes, "--set")
+    if args.epochs is not None:
+        changes["train.epochs"] = args.epochs
     for bits in args.bits:
         for seed in args.seeds:
-            record = run_one(args.preset, args.data, bits, seed, args.epochs, args.out)
+            record = run_one(args.preset, args.data, bits, seed, changes, args.tag, args.out)
             print(json.dumps({k: v for k, v in record.items() if k != "environment"}), flush=True)
             if args.records:
                 append_record(args.records, record)

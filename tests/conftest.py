@@ -10,9 +10,18 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CIFAR10_JPG = Path(
-    os.environ.get("HASHSEARCH_CIFAR10_JPG", REPO.parent / "shared" / "data" / "cifar10-jpg.tar.gz")
-)
+ARCHIVE = Path("shared/data/cifar10-jpg.tar.gz")
+
+
+def find_cifar10_jpg() -> Path:
+    """$HASHSEARCH_CIFAR10_JPG, else the shared folder beside the checkout or under /work."""
+    if "HASHSEARCH_CIFAR10_JPG" in os.environ:
+        return Path(os.environ["HASHSEARCH_CIFAR10_JPG"])
+    candidates = [REPO.parent / ARCHIVE, Path("/work") / ARCHIVE]
+    return next((p for p in candidates if p.is_file()), candidates[0])
+
+
+CIFAR10_JPG = find_cifar10_jpg()
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -24,13 +33,20 @@ def isolated_cache(tmp_path_factory):
         yield
 
 
-def cifar10_members(per_class: dict[str, int]) -> list[tuple[tarfile.TarInfo, bytes]]:
-    """The first `per_class[split]` JPEGs of each class and split of the shared archive."""
+@pytest.fixture(scope="session")
+def cifar10_archive() -> Path:
+    """The shared CIFAR-10 JPEG archive; missing, the tests that need it fail (never skip)."""
     if not CIFAR10_JPG.is_file():
         pytest.fail(f"the CIFAR-10 archive {CIFAR10_JPG} is missing; set HASHSEARCH_CIFAR10_JPG")
+    return CIFAR10_JPG
+
+
+def cifar10_members(archive_path: Path, per_class: dict[str, int]
+                    ) -> list[tuple[tarfile.TarInfo, bytes]]:
+    """The first `per_class[split]` JPEGs of each class and split of the shared archive."""
     taken: dict[tuple[str, str], int] = {}
     members = []
-    with tarfile.open(CIFAR10_JPG) as archive:
+    with tarfile.open(archive_path) as archive:
         for member in archive:
             parts = member.name.strip("./").split("/")
             if not member.isfile() or len(parts) != 3 or parts[0] not in per_class:
@@ -43,11 +59,11 @@ def cifar10_members(per_class: dict[str, int]) -> list[tuple[tarfile.TarInfo, by
 
 
 @pytest.fixture(scope="session")
-def cifar10_slice(tmp_path_factory) -> Path:
+def cifar10_slice(tmp_path_factory, cifar10_archive) -> Path:
     """A .tar.gz of real CIFAR-10 JPEGs, `<split>/<class>/<file>`: 24 train + 6 test per class."""
     path = tmp_path_factory.mktemp("cifar") / "cifar10-slice.tar.gz"
     with tarfile.open(path, "w:gz") as out:
-        for member, data in cifar10_members({"train": 24, "test": 6}):
+        for member, data in cifar10_members(cifar10_archive, {"train": 24, "test": 6}):
             member.name = member.name.strip("./")
             out.addfile(member, io.BytesIO(data))
     return path

@@ -100,6 +100,9 @@ class TrainConfig(_Strict):
     device: str = "cpu"
     threads: PositiveInt | None = None
     channels_last: bool = True
+    # "bf16": bfloat16 autocast for training's forward pass; encoding stays float32,
+    # so codes do not depend on it. Fast on CPUs with AVX-512 BF16 or AMX, slow elsewhere.
+    precision: Literal["fp32", "bf16"] = "fp32"
     max_steps: PositiveInt | None = None  # stop early (smoke tests); None trains all epochs
 
 

@@ -17,8 +17,6 @@ import hashsearch.data.folder as folder_module
 from hashsearch.data import load_image_folder
 from hashsearch.errors import HashsearchError
 
-# The project's shared data, used read-only as ../shared/data from the project root.
-REAL_ARCHIVE = Path(__file__).resolve().parents[3] / "shared" / "data" / "cifar10-jpg.tar.gz"
 CIFAR10_CLASSES = tuple("airplane automobile bird cat deer dog frog horse ship truck".split())
 PER_CLASS = 3
 
@@ -31,13 +29,13 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="module")
-def real_slice(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, bytes]]:
+def real_slice(
+    tmp_path_factory: pytest.TempPathFactory, cifar10_archive: Path
+) -> tuple[Path, dict[str, bytes]]:
     """A .tar.gz of PER_CLASS real JPEGs per class and split, and their bytes by path."""
-    if not REAL_ARCHIVE.is_file():
-        pytest.skip(f"shared data archive {REAL_ARCHIVE} is not here")
     picked: dict[str, bytes] = {}
     taken: Counter[str] = Counter()
-    with tarfile.open(REAL_ARCHIVE, "r:gz") as tar:
+    with tarfile.open(cifar10_archive, "r:gz") as tar:
         for member in tar:
             split_and_class = member.name.rsplit("/", 1)[0]
             if member.isfile() and taken[split_and_class] < PER_CLASS:

@@ -165,7 +165,7 @@ class Trainer:
         method.train()
         started, sums, done = time.perf_counter(), {}, 0
         for idx in bar:
-            terms = self._step(method, images[idx], targets[idx], generator, optimizer)
+            terms = self.train_step(method, images[idx], targets[idx], generator, optimizer)
             schedule.step()
             done += 1
             for name, value in terms.items():
@@ -194,7 +194,7 @@ class Trainer:
         )
         return optimizer, schedule
 
-    def _step(
+    def train_step(
         self,
         method: HashingMethod,
         images: torch.Tensor,
@@ -202,11 +202,20 @@ class Trainer:
         generator: torch.Generator,
         optimizer: torch.optim.Optimizer,
     ) -> dict[str, float]:
-        images = augment(images, self.config.augment, generator).to(self.config.device)
-        x = method.normalize(images)
-        if self.config.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        terms = method.losses(x, targets.to(self.config.device), method(x))
+        """One optimisation step on a batch; returns the loss terms as floats.
+
+        With ``precision="bf16"`` the forward pass runs under bfloat16 autocast
+        (weights, gradients and the optimiser stay float32): on CPUs with AVX-512
+        BF16 this almost doubles convolution throughput (docs/recipe.md).
+        """
+        cfg = self.config
+        images = augment(images, cfg.augment, generator).to(cfg.device)
+        device_type = torch.device(cfg.device).type
+        with torch.autocast(device_type, torch.bfloat16, enabled=cfg.precision == "bf16"):
+            x = method.normalize(images)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            terms = method.losses(x, targets.to(cfg.device), method(x))
         optimizer.zero_grad(set_to_none=True)
         sum(terms.values()).backward()
         optimizer.step()
