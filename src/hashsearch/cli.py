@@ -37,7 +37,7 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 
-def _names(names: list[str]) -> str:
+def _names(names: list[str] | tuple[str, ...]) -> str:
     return ", ".join(names)
 
 
@@ -63,7 +63,10 @@ def parse_assignments(items: list[str], what: str) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise HashsearchError(f"{what} {item!r} is not KEY=VALUE")
-        values[key.strip()] = yaml.safe_load(raw)
+        try:
+            values[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise HashsearchError(f"{what} {item!r}: the value is not valid YAML") from None
     return values
 
 
