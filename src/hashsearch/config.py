@@ -106,6 +106,15 @@ class TrainConfig(_Strict):
     max_steps: PositiveInt | None = None  # stop early (smoke tests); None trains all epochs
 
 
+class EncodeConfig(_Strict):
+    """How a trained encoder turns images into codes (validation, index and queries alike)."""
+
+    # Average h and the feature over an image and its mirror image (test-time
+    # augmentation): two forward passes per image, for data whose mirror images
+    # mean the same thing.
+    flip_average: bool = False
+
+
 class RunConfig(_Strict):
     """Everything that defines one training run."""
 
@@ -114,6 +123,7 @@ class RunConfig(_Strict):
     backbone: BackboneConfig = BackboneConfig()
     method: MethodConfig = MethodConfig()
     train: TrainConfig = TrainConfig()
+    encode: EncodeConfig = EncodeConfig()
 
 
 def validated(model: type[BaseModel], values: dict[str, Any], what: str) -> Any:

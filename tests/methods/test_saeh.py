@@ -108,3 +108,19 @@ def test_every_registered_method_trains_a_few_steps(name):
     total = lambda r: sum(v for k, v in r.items() if k.startswith("loss_"))  # noqa: E731
     assert total(last) < total(first)
     assert last["val_map_all"] > 0.5
+
+
+def test_flip_average_is_the_mean_of_both_orientations_in_eval_only():
+    plain = create_method(tiny_config(), 3, SHAPE)
+    flipped = create_method(tiny_config(**{"encode.flip_average": True}), 3, SHAPE)
+    flipped.load_state_dict(plain.state_dict())
+    x = plain.normalize(batch()[0])
+    plain.eval(), flipped.eval()
+    with torch.no_grad():
+        expected = (plain(x).h + plain(x.flip(3)).h) / 2
+        assert torch.allclose(flipped(x).h, expected, atol=1e-5)
+        assert torch.allclose(flipped(x).feature, (plain(x).feature + plain(x.flip(3)).feature) / 2,
+                              atol=1e-5)
+    flipped.train()
+    plain.train()
+    assert torch.allclose(flipped(x).h, plain(x).h, atol=1e-5)

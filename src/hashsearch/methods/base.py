@@ -82,7 +82,11 @@ def create_method(
     cls = METHODS.get(config.method.name)
     params: Any = validated(cls.Params, config.method.params, f"{config.method.name} parameters")
     encoder = HashEncoder(
-        image_shape, config.method.bits, config.backbone, config.data.normalization
+        image_shape,
+        config.method.bits,
+        config.backbone,
+        config.data.normalization,
+        flip_average=config.encode.flip_average,
     )
     return cls(encoder, num_classes, image_shape, params)
 

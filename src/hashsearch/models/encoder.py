@@ -34,14 +34,22 @@ class HashEncoder(nn.Module):
         bits: int,
         backbone: BackboneConfig,
         normalization: str,
+        flip_average: bool = False,
     ) -> None:
         super().__init__()
         self.normalize = Normalize(normalization, image_shape[0])
         self.backbone = create_backbone(image_shape[0], backbone)
         self.hash_layer = nn.Linear(self.backbone.out_dim, bits)
         self.feature_dim = self.backbone.out_dim
+        self.flip_average = flip_average
 
     def forward(self, x: torch.Tensor) -> EncoderOutput:
-        """Args: x: (B, C, H, W) already normalised float (see `normalize`)."""
+        """Args: x: (B, C, H, W) already normalised float (see `normalize`).
+
+        In eval mode with `flip_average`, h and the feature are the means over x
+        and its mirror image; training always sees single images.
+        """
         feature = self.backbone(x)
+        if self.flip_average and not self.training:
+            feature = (feature + self.backbone(x.flip(3))) / 2
         return EncoderOutput(h=self.hash_layer(feature), feature=feature)
