@@ -8,6 +8,7 @@ asks which method it is training (pytorch-metric-learning's loss pattern).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
@@ -25,7 +26,7 @@ class MethodParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class HashingMethod(nn.Module):
+class HashingMethod(nn.Module, ABC):
     """Encoder E(x) -> (h, feature) plus the method's training heads and loss."""
 
     Params: ClassVar[type[MethodParams]] = MethodParams
@@ -55,6 +56,7 @@ class HashingMethod(nn.Module):
         """Args: x: normalised float (B, C, H, W), from `normalize`."""
         return self.encoder(x)
 
+    @abstractmethod
     def losses(
         self, x: torch.Tensor, targets: torch.Tensor, out: EncoderOutput
     ) -> dict[str, torch.Tensor]:
@@ -65,7 +67,7 @@ class HashingMethod(nn.Module):
             targets: (B, K) float multi-hot labels (one-hot for single-label data).
             out: the encoder's output for x.
         """
-        raise NotImplementedError  # every registered method overrides this
+        ...
 
     def class_logits(self, out: EncoderOutput) -> torch.Tensor | None:
         """(B, K) class scores if the method has a classifier (reported as accuracy)."""
