@@ -169,13 +169,15 @@ def evaluate(
     rerank: str = "cosine",
     data_path: str | None = None,
     database: Encoded | None = None,
+    query: Encoded | None = None,
 ) -> dict[str, Any]:
     """Stage-1 and two-stage metrics of the query split against the database split.
 
-    `database` may be passed when it is already encoded (e.g. read back from an index),
-    so 50,000 images are not encoded twice.
+    `database` and `query` may be passed when they are already encoded (e.g. read back
+    from an index), so that no split is encoded twice.
     """
-    query, _ = encode_split(run, "query", data_path)
+    if query is None:
+        query, _ = encode_split(run, "query", data_path)
     if database is None:
         database, _ = encode_split(run, "database", data_path)
     report = evaluate_retrieval(query, database, run.model.bits, candidates, radius, rerank)

@@ -237,7 +237,8 @@ def _run_demo(config: RunConfig, root: Path) -> None:
         f"(label {run.meta['classes'][int(np.asarray(query.labels[0]))]}) "
         f"-> top 5 labels {labels}"
     )
-    _publish(api.evaluate(run, database=built.encoded()), root / "run", as_json=False)
+    report = api.evaluate(run, database=built.encoded(), query=query)
+    _publish(report, root / "run", as_json=False)
 
 
 def main() -> None:

@@ -60,10 +60,16 @@ PRESETS.register("cifar10-demo")(
 # The best recipe measured so far (docs/recipe.md: 0.8816 mAP@all at 48 bits, 24.3 min on
 # 2 cores): wider, twice the epochs, bf16 autocast (needs a CPU with AVX-512 BF16 or AMX to
 # be fast; elsewhere use --set train.precision=fp32), flip-averaged codes.
-PRESETS.register("cifar10-wide")({
-    **PRESETS.get("cifar10"), "backbone.widths": (48, 96, 192), "train.epochs": 20,
-    "train.precision": "bf16", "train.eval_every": 4, "encode.flip_average": True,
-})
+PRESETS.register("cifar10-wide")(
+    {
+        **PRESETS.get("cifar10"),
+        "backbone.widths": (48, 96, 192),
+        "train.epochs": 20,
+        "train.precision": "bf16",
+        "train.eval_every": 4,
+        "encode.flip_average": True,
+    }
+)
 
 # Any other labelled image folder: a middle-of-the-road recipe for small photos.
 PRESETS.register("folder")(

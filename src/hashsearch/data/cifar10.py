@@ -223,11 +223,8 @@ def fetch_url(url: str, destination: Path) -> None:
 
 def file_md5(path: Path) -> str:
     """Hex md5 of a file, read in chunks (the archive is 170 MB)."""
-    digest = hashlib.md5(usedforsecurity=False)
     with path.open("rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(file, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
 
 
 def check_md5(path: Path, expected: str, origin: str) -> None:
