@@ -1,14 +1,15 @@
 """Train a preset on the full CIFAR-10 protocol, then print what it cost and what it reached.
 
     python benchmarks/quality.py --data ../shared/data/cifar10-jpg.tar.gz \
-        --preset cifar10 --bits 48 --seeds 0 --out runs/bench --records docs/results.json
+        --preset full --bits 48 --seeds 0 1 2 --out runs/bench --records docs/results.json
 
 Prints the hardware and software it ran on, training wall time, mean epoch time,
 validation accuracy (model selection's view), and stage-1 and two-stage mAP@all
 and mAP@1000 on the protocol's query set. Each (preset, bits, seed) result is
 appended to `--records` as one JSON record; a run directory that already holds a
 finished model is evaluated again instead of retrained, so an interrupted sweep
-resumes where it stopped. Time it alone: on 2 cores any other job skews it.
+resumes where it stopped. With several seeds it ends with mean +- std per
+(preset, bits). Time it alone: on 2 cores any other job skews it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -83,10 +85,31 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
     path.write_text(json.dumps([*records, record], indent=2) + "\n")
 
 
+SUMMARY_KEYS = ("train_seconds", "accuracy", "stage1_map_all", "two_stage_map_all")
+
+
+def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sample standard deviation over seeds, per (preset, variant, bits)."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["preset"], r["variant"], r["bits"]), []).append(r)
+    rows = []
+    for (preset, variant, bits), group in groups.items():
+        row: dict[str, Any] = {"preset": preset, "variant": variant, "bits": bits}
+        row["seeds"] = [r["seed"] for r in group]
+        for key in SUMMARY_KEYS:
+            values = [r[key] for r in group if r[key] is not None]
+            if values:
+                std = statistics.stdev(values) if len(values) > 1 else 0.0
+                row[key] = f"{statistics.fmean(values):.4f} +- {std:.4f}"
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="CIFAR-10 archive or folder")
-    parser.add_argument("--preset", default="cifar10")
+    parser.add_argument("--preset", default="full")
     parser.add_argument("--bits", type=int, nargs="+", default=[48])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=None, help="override the preset")
@@ -106,12 +129,16 @@ def main() -> None:
     changes = parse_assignments(args.changes, "--set")
     if args.epochs is not None:
         changes["train.epochs"] = args.epochs
+    done = []
     for bits in args.bits:
         for seed in args.seeds:
             record = run_one(args.preset, args.data, bits, seed, changes, args.tag, args.out)
             print(json.dumps({k: v for k, v in record.items() if k != "environment"}), flush=True)
             if args.records:
                 append_record(args.records, record)
+            done.append(record)
+    for row in summarize(done):
+        print(json.dumps({"summary": row}), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """Images per second for training (forward + backward + step) and for encoding, per preset.
 
-    python benchmarks/train_speed.py [--presets cifar10 ...] [--precisions fp32 bf16]
+    python benchmarks/train_speed.py [--presets fast full] [--precisions bf16 fp32] [--profile]
 
 Each training step is the trainer's own `train_step` (augmentation, normalisation,
-SAEH loss with decoder, SGD) on random CIFAR-sized uint8 batches, so the figure
+the preset's loss, SGD) on random CIFAR-sized uint8 batches, so the figure
 is what an epoch costs apart from data shuffling and validation. Encoding is
-`encode_images` (float32, eval mode). Prints the CPU model, thread count and
+`encode_images` (eval mode, the preset's flip averaging). Prints the CPU model, thread count and
 torch version first. Time it alone: on 2 cores any other job skews it.
 """
 
@@ -19,16 +19,17 @@ import numpy as np
 import torch
 
 from hashsearch.api import environment
-from hashsearch.config import with_overrides
+from hashsearch.cli import parse_assignments
 from hashsearch.encoding import encode_images
 from hashsearch.methods import create_method
-from hashsearch.presets import PRESETS, preset_config
+from hashsearch.presets import preset_config
 from hashsearch.training.trainer import Trainer
 
 SHAPE = (3, 32, 32)
 
 
-def train_rate(config, steps: int) -> float:
+def step_inputs(config):
+    """What one `train_step` call needs: trainer, model, optimiser, generator, a batch."""
     trainer = Trainer(config.train, config.seed)
     method = create_method(config, 10, SHAPE).to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(method.parameters(), lr=0.01, momentum=0.9)
@@ -37,12 +38,17 @@ def train_rate(config, steps: int) -> float:
     images = torch.randint(0, 256, (batch, *SHAPE), dtype=torch.uint8, generator=generator)
     targets = torch.eye(10)[torch.arange(batch) % 10]
     method.train()
+    return trainer, (method, images, targets, generator, optimizer)
+
+
+def train_rate(config, steps: int) -> float:
+    trainer, inputs = step_inputs(config)
     for _ in range(2):  # warm-up: oneDNN picks kernels on the first calls
-        trainer.train_step(method, images, targets, generator, optimizer)
+        trainer.train_step(*inputs)
     started = time.perf_counter()
     for _ in range(steps):
-        trainer.train_step(method, images, targets, generator, optimizer)
-    return steps * batch / (time.perf_counter() - started)
+        trainer.train_step(*inputs)
+    return steps * config.train.batch_size / (time.perf_counter() - started)
 
 
 def encode_rate(config, count: int) -> float:
@@ -54,33 +60,59 @@ def encode_rate(config, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+def profile_step(config, steps: int = 4, rows: int = 12) -> str:
+    """The torch profiler's table of the ops that take the step's time (self CPU time)."""
+    trainer, inputs = step_inputs(config)
+    trainer.train_step(*inputs)
+    with torch.profiler.profile() as prof:
+        for _ in range(steps):
+            trainer.train_step(*inputs)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", nargs="+", default=["fast", "full"])
     parser.add_argument(
-        "--presets", nargs="+", default=[n for n in PRESETS.names() if n.startswith("cifar10")]
+        "--precisions", nargs="+", default=["bf16", "fp32"], help="of training and encoding"
     )
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--encode", type=int, default=5000, help="images to encode")
+    parser.add_argument(
+        "--set",
+        dest="changes",
+        action="append",
+        default=[],
+        help="config override dotted.key=VALUE (YAML value), repeatable",
+    )
+    parser.add_argument("--profile", action="store_true", help="also print the op profile")
     args = parser.parse_args()
     print(json.dumps(environment()), flush=True)
+    changes = parse_assignments(args.changes, "--set")
     for name in args.presets:
         for precision in args.precisions:
-            config = with_overrides(preset_config(name), {"train.precision": precision})
+            config = preset_config(
+                name, {"train.precision": precision, "encode.precision": precision, **changes}
+            )
             print(
                 json.dumps(
                     {
                         "preset": name,
                         "precision": precision,
+                        "changes": changes,
+                        "backbone": config.backbone.name,
                         "widths": list(config.backbone.widths),
                         "blocks": list(config.backbone.blocks),
                         "batch_size": config.train.batch_size,
+                        "flip_average": config.encode.flip_average,
                         "train_images_per_s": round(train_rate(config, args.steps)),
                         "encode_images_per_s": round(encode_rate(config, args.encode)),
                     }
                 ),
                 flush=True,
             )
+            if args.profile:
+                print(profile_step(config), flush=True)
 
 
 if __name__ == "__main__":

@@ -41,8 +41,9 @@ def cifar10_archive() -> Path:
     return CIFAR10_JPG
 
 
-def cifar10_members(archive_path: Path, per_class: dict[str, int]
-                    ) -> list[tuple[tarfile.TarInfo, bytes]]:
+def cifar10_members(
+    archive_path: Path, per_class: dict[str, int]
+) -> list[tuple[tarfile.TarInfo, bytes]]:
     """The first `per_class[split]` JPEGs of each class and split of the shared archive."""
     taken: dict[tuple[str, str], int] = {}
     members = []

@@ -73,6 +73,8 @@ def trained_run(cifar10_slice, tmp_path_factory):
             "2",
             "--seed",
             "3",
+            "--param",
+            "lambda_rec=0.1",  # the fast preset drops SAEH's decoder; test it end to end
             "--out",
             str(run),
             "--no-progress",

@@ -112,8 +112,11 @@ def train(
         "train.device": device,
     }
     overrides = {k: v for k, v in flags.items() if v is not None}
-    if param:
-        overrides["method.params"] = {**base.method.params, **parse_assignments(param, "--param")}
+    # A preset's method parameters belong to its method; another --method starts afresh.
+    same_method = method is None or method == base.method.name
+    if param or not same_method:
+        params = base.method.params if same_method else {}
+        overrides["method.params"] = {**params, **parse_assignments(param, "--param")}
     overrides.update(parse_assignments(set_, "--set"))
     run = api.train(with_overrides(base, overrides), out, progress=progress)
     metrics = json.loads((out / "metrics.json").read_text())

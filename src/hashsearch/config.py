@@ -67,6 +67,10 @@ class MethodConfig(_Strict):
 
     name: str = "saeh"
     bits: int = 48
+    # BatchNorm (without affine scale) on the hash layer's output: every bit starts
+    # zero-mean and unit-variance, so bits are balanced and tanh/sign gradients stay
+    # alive whatever the feature scale (as in OrthoHash); docs/recipe.md measures it.
+    hash_batchnorm: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("bits")
@@ -113,6 +117,9 @@ class EncodeConfig(_Strict):
     # augmentation): two forward passes per image, for data whose mirror images
     # mean the same thing.
     flip_average: bool = False
+    # bfloat16 autocast of the forward pass: about twice as fast on CPUs with AVX-512
+    # BF16 or AMX; a code bit whose h is within bf16 rounding of 0 may flip.
+    precision: Literal["fp32", "bf16"] = "fp32"
 
 
 class RunConfig(_Strict):

@@ -7,6 +7,7 @@ import torch
 
 from hashsearch.methods.losses import (
     pairwise_similar_distance,
+    quantization_error,
     relax,
     same_label,
     soft_cross_entropy,
@@ -59,3 +60,9 @@ def test_relaxations_forward_and_gradient():
     assert ste.tolist() == [-1.0, -1.0, 1.0, 1.0]
     ste.sum().backward()
     assert torch.allclose(h.grad, 1 - torch.tanh(h.detach()) ** 2)
+
+
+def test_quantization_error_hand_computed():
+    h = torch.tensor([[math.atanh(0.5), -math.atanh(0.5)], [30.0, -30.0]])
+    # (0.5 - 1)^2 twice and 0 twice, averaged over the four entries.
+    assert quantization_error(h).item() == pytest.approx(0.125, abs=1e-6)

@@ -8,6 +8,7 @@ from hashsearch.errors import HashsearchError
 from hashsearch.methods import create_method, list_methods
 from hashsearch.methods.losses import (
     pairwise_similar_distance,
+    quantization_error,
     relax,
     same_label,
     soft_cross_entropy,
@@ -119,8 +120,20 @@ def test_flip_average_is_the_mean_of_both_orientations_in_eval_only():
     with torch.no_grad():
         expected = (plain(x).h + plain(x.flip(3)).h) / 2
         assert torch.allclose(flipped(x).h, expected, atol=1e-5)
-        assert torch.allclose(flipped(x).feature, (plain(x).feature + plain(x.flip(3)).feature) / 2,
-                              atol=1e-5)
+        assert torch.allclose(
+            flipped(x).feature, (plain(x).feature + plain(x.flip(3)).feature) / 2, atol=1e-5
+        )
     flipped.train()
     plain.train()
     assert torch.allclose(flipped(x).h, plain(x).h, atol=1e-5)
+
+
+def test_lambda_quant_adds_the_weighted_quantisation_term():
+    model = create_method(tiny_config(**{"method.params": {"lambda_quant": 0.5}}), 3, SHAPE)
+    images, targets = batch()
+    x = model.normalize(images)
+    out = model(x)
+    terms = model.losses(x, targets, out)
+    assert terms["quant"].item() == pytest.approx(0.5 * quantization_error(out.h).item())
+    plain = create_method(tiny_config(), 3, SHAPE)
+    assert "quant" not in plain.losses(x, targets, plain(x))

@@ -43,10 +43,13 @@ class HashingMethod(nn.Module, ABC):
         self.params = params
         self.num_classes = num_classes
         self.image_shape = image_shape
+        # Fraction of training done, in [0, 1]; the trainer sets it before every step so
+        # that a loss with a continuation schedule (HashNet's beta) can read it.
+        self.progress = 0.0
 
     @property
     def bits(self) -> int:
-        return self.encoder.hash_layer.out_features
+        return self.encoder.bits
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, C, H, W) -> the normalised float input every loss term sees."""
@@ -89,6 +92,8 @@ def create_method(
         config.backbone,
         config.data.normalization,
         flip_average=config.encode.flip_average,
+        precision=config.encode.precision,
+        hash_batchnorm=config.method.hash_batchnorm,
     )
     return cls(encoder, num_classes, image_shape, params)
 

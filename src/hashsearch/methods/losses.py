@@ -9,16 +9,17 @@ import torch
 Relaxation = Literal["tanh", "sign_ste"]
 
 
-def relax(h: torch.Tensor, mode: Relaxation) -> torch.Tensor:
+def relax(h: torch.Tensor, mode: Relaxation, scale: float = 1.0) -> torch.Tensor:
     """A differentiable stand-in for b = sign(h) during training.
 
-    ``"tanh"``: u = tanh(h), the classic continuous relaxation (DPSH, HashNet).
+    ``"tanh"``: u = tanh(scale h), the classic continuous relaxation (DPSH,
+    HashNet); a growing `scale` hardens it into sign(h) (HashNet's continuation).
     ``"sign_ste"``: the forward pass uses the exact codes sign(h), the backward
-    pass the gradient of tanh (a straight-through estimator, as in GreedyHash):
-    the losses then see the binary codes that will be indexed, so no
-    quantisation gap opens between training and search.
+    pass the gradient of tanh(scale h) (a straight-through estimator, as in
+    GreedyHash): the losses then see the binary codes that will be indexed, so
+    no quantisation gap opens between training and search.
     """
-    u = torch.tanh(h)
+    u = torch.tanh(scale * h)
     if mode == "tanh":
         return u
     return u + (torch.where(h >= 0, 1.0, -1.0) - u).detach()
@@ -57,3 +58,8 @@ def pairwise_similar_distance(u: torch.Tensor, similar: torch.Tensor) -> torch.T
     sq = (u * u).sum(dim=1)
     dist = sq[:, None] + sq[None, :] - 2.0 * (u @ u.T)
     return (similar * dist.clamp_min(0.0)).sum() / (u.shape[0] ** 2 * u.shape[1])
+
+
+def quantization_error(h: torch.Tensor) -> torch.Tensor:
+    """Mean over codes and bits of (|tanh h| - 1)^2: 0 when every relaxed bit is +-1."""
+    return (torch.tanh(h).abs() - 1.0).pow(2).mean()

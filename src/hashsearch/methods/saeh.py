@@ -19,6 +19,7 @@ from hashsearch.methods.base import METHODS, HashingMethod, MethodParams
 from hashsearch.methods.losses import (
     Relaxation,
     pairwise_similar_distance,
+    quantization_error,
     relax,
     same_label,
     soft_cross_entropy,
@@ -30,8 +31,15 @@ from hashsearch.models.encoder import EncoderOutput, HashEncoder
 class SAEHParams(MethodParams):
     lambda_sim: NonNegativeFloat = 1.0  # lambda1 of eq. 4
     lambda_rec: NonNegativeFloat = 0.1  # lambda2 of eq. 4; 0 turns the decoder off
+    # Weight of mean (|tanh h| - 1)^2, which pulls the relaxed code towards +-1 so that
+    # sign() changes it little (the quantisation term of DSH and DPSH); 0 leaves eq. 4 as is.
+    lambda_quant: NonNegativeFloat = 0.0
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
     relaxation: Relaxation = "sign_ste"
+    # The relaxation is tanh(beta h) with beta growing geometrically from 1 to this
+    # value over training (HashNet's continuation): smooth gradients early, codes
+    # that equal sign(h) late. 1 keeps beta = 1 throughout.
+    final_scale: Annotated[float, Field(ge=1)] = 1.0
     decoder_width: PositiveInt = 64
 
 
@@ -68,14 +76,21 @@ class SAEH(HashingMethod):
     def losses(
         self, x: torch.Tensor, targets: torch.Tensor, out: EncoderOutput
     ) -> dict[str, torch.Tensor]:
-        b = relax(out.h, self.params.relaxation)
+        b = self.relaxed_code(out.h)
         terms = {
             "cls": soft_cross_entropy(self.classifier(b), targets, self.params.label_smoothing),
             "sim": self.params.lambda_sim * pairwise_similar_distance(b, same_label(targets)),
         }
+        if self.params.lambda_quant > 0:
+            terms["quant"] = self.params.lambda_quant * quantization_error(out.h)
         if self.decoder is not None:
             terms["rec"] = self.params.lambda_rec * (self.decoder(b) - x).pow(2).mean()
         return terms
 
+    def relaxed_code(self, h: torch.Tensor) -> torch.Tensor:
+        """b of eq. 1-3 during training: `relaxation` of h at the current continuation scale."""
+        scale = self.params.final_scale**self.progress
+        return relax(h, self.params.relaxation, scale)
+
     def class_logits(self, out: EncoderOutput) -> torch.Tensor:
-        return self.classifier(relax(out.h, self.params.relaxation))
+        return self.classifier(self.relaxed_code(out.h))

@@ -35,21 +35,45 @@ class HashEncoder(nn.Module):
         backbone: BackboneConfig,
         normalization: str,
         flip_average: bool = False,
+        precision: str = "fp32",
+        hash_batchnorm: bool = False,
     ) -> None:
         super().__init__()
         self.normalize = Normalize(normalization, image_shape[0])
         self.backbone = create_backbone(image_shape[0], backbone)
-        self.hash_layer = nn.Linear(self.backbone.out_dim, bits)
+        self.bits = bits
+        self.hash_layer: nn.Module = nn.Linear(self.backbone.out_dim, bits)
+        if hash_batchnorm:
+            norm = nn.BatchNorm1d(bits, affine=False)
+            self.hash_layer = nn.Sequential(self.hash_layer, norm)
         self.feature_dim = self.backbone.out_dim
         self.flip_average = flip_average
+        self.precision = precision
+
+    @torch.no_grad()
+    def fit(self, images: torch.Tensor, sample: int = 5000) -> None:
+        """Data-dependent set-up before training, from uint8 (N, C, H, W) training images.
+
+        Fits the normalisation statistics on all images, then the backbone's own
+        initialisation (e.g. patch whitening) on the first `sample` of them.
+        """
+        self.normalize.fit(images)
+        self.backbone.fit(self.normalize(images[:sample]))
 
     def forward(self, x: torch.Tensor) -> EncoderOutput:
         """Args: x: (B, C, H, W) already normalised float (see `normalize`).
 
-        In eval mode with `flip_average`, h and the feature are the means over x
-        and its mirror image; training always sees single images.
+        In eval mode, `precision` "bf16" runs the pass under bfloat16 autocast
+        (outputs are float32 again), and with `flip_average` h and the feature
+        are the means over x and its mirror image. Training always sees single
+        images; its precision is the trainer's business.
         """
-        feature = self.backbone(x)
-        if self.flip_average and not self.training:
-            feature = (feature + self.backbone(x.flip(3))) / 2
-        return EncoderOutput(h=self.hash_layer(feature), feature=feature)
+        if self.training:
+            feature = self.backbone(x)
+            return EncoderOutput(h=self.hash_layer(feature), feature=feature)
+        with torch.autocast(x.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+            feature = self.backbone(x)
+            if self.flip_average:
+                feature = (feature + self.backbone(x.flip(3))) / 2
+            h = self.hash_layer(feature)
+        return EncoderOutput(h=h.float(), feature=feature.float())

@@ -145,7 +145,7 @@ class Trainer:
         """Training images as one uint8 (N, C, H, W) tensor, targets multi-hot; model on device."""
         images = torch.from_numpy(np.ascontiguousarray(data.train_images)).permute(0, 3, 1, 2)
         targets = torch.from_numpy(to_multi_hot(data.train_labels, data.num_classes))
-        method.encoder.normalize.fit(images)
+        method.encoder.fit(images)
         method.to(self.config.device)
         if self.config.channels_last:
             method.to(memory_format=torch.channels_last)
@@ -159,12 +159,13 @@ class Trainer:
         bar: tqdm,
         generator: torch.Generator,
         optimizer: torch.optim.Optimizer,
-        schedule: torch.optim.lr_scheduler.LRScheduler,
+        schedule: torch.optim.lr_scheduler.OneCycleLR,
     ) -> dict[str, float]:
         """One pass over the batches `bar` yields; returns mean loss terms and wall time."""
         method.train()
         started, sums, done = time.perf_counter(), {}, 0
         for idx in bar:
+            method.progress = schedule.last_epoch / schedule.total_steps
             terms = self.train_step(method, images[idx], targets[idx], generator, optimizer)
             schedule.step()
             done += 1
