@@ -46,6 +46,7 @@ class Split(StrEnum):
     val = "val"
     query = "query"
     database = "database"
+    all = "all"
 
 
 RunDir = Annotated[Path, typer.Option("--run", help="A run directory written by `train`.")]

@@ -40,6 +40,7 @@ def test_cifar10_2(dataset):
         dataset.splits[s.database] == "train"
     ).all()
     assert per_class(dataset.labels, s.val) == [100] * 10
+    assert np.array_equal(s.get("all"), np.arange(60000))  # every image, in data set order
 
 
 def test_cifar10(dataset):

@@ -40,6 +40,14 @@ def test_every_backbone_maps_images_to_pooled_features(name):
     assert backbone(correlated_images(4)).shape == (4, backbone.out_dim) == (4, 24)
 
 
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_every_backbone_takes_8x8_grayscale_images(name):
+    backbone = create_backbone(1, BackboneConfig(name=name, widths=(4, 8, 8), blocks=(1, 1, 1)))
+    x = torch.randn(5, 1, 8, 8)
+    backbone.fit(x)
+    assert backbone(x).shape == (5, 8)
+
+
 def tiny_config(**overrides):
     return with_overrides(
         RunConfig(),

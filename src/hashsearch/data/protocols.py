@@ -35,8 +35,11 @@ class Splits:
     database: np.ndarray
 
     def get(self, name: str) -> np.ndarray:
+        """One split's indices; ``"all"`` is every item any split uses, in data set order."""
+        if name == "all":
+            return np.unique(np.concatenate([self.train, self.val, self.query, self.database]))
         if name not in ("train", "val", "query", "database"):
-            raise HashsearchError(f"unknown split {name!r}; use train, val, query or database")
+            raise HashsearchError(f"unknown split {name!r}; use train, val, query, database or all")
         return getattr(self, name)
 
     def sizes(self) -> dict[str, int]:

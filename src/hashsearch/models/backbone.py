@@ -130,6 +130,13 @@ class PatchWhitening(nn.Module):
         return self.conv(x)
 
 
+class HalvingMaxPool(nn.Module):
+    """2x2 max-pooling, skipped once a map is a single pixel wide (tiny images, many groups)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(x, 2) if min(x.shape[-2:]) >= 2 else x
+
+
 def conv_bn_gelu(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.GELU()]
 
@@ -144,7 +151,7 @@ class ConvGroup(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, extra: int) -> None:
         layers: list[nn.Module] = [
             nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-            nn.MaxPool2d(2),
+            HalvingMaxPool(),
             nn.BatchNorm2d(c_out),
             nn.GELU(),
         ]
