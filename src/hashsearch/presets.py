@@ -52,7 +52,8 @@ CIFAR10_RECIPE = {
 }
 
 # The fast preset: minutes on 2 cores. No decoder (it costs a fifth of the step) and no
-# extra conv in the first group (15% of the step), so that an epoch takes about 30 s.
+# extra conv in the first group (15% of the step): 30 s an epoch for the bare step,
+# 33 s in a real run (docs/recipe.md).
 PRESETS.register("fast")(
     {
         **CIFAR10_RECIPE,
