@@ -23,8 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_options import add_set_option, config_changes
+
 from hashsearch import api
-from hashsearch.cli import parse_assignments
 from hashsearch.config import RunConfig
 from hashsearch.presets import preset_config
 
@@ -113,20 +114,14 @@ def main() -> None:
     parser.add_argument("--bits", type=int, nargs="+", default=[48])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, default=None, help="override the preset")
-    parser.add_argument(
-        "--set",
-        dest="changes",
-        action="append",
-        default=[],
-        help="config override dotted.key=VALUE (YAML value), repeatable",
-    )
+    add_set_option(parser)
     parser.add_argument("--tag", default="", help="name of this variant (run dir, record)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench"))
     parser.add_argument("--records", type=Path, default=None, help="JSON list to append to")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     print(json.dumps(api.environment()), flush=True)
-    changes = parse_assignments(args.changes, "--set")
+    changes = config_changes(args)
     if args.epochs is not None:
         changes["train.epochs"] = args.epochs
     done = []

@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 import torch
+from bench_options import add_set_option, config_changes
 
 from hashsearch.api import environment
-from hashsearch.cli import parse_assignments
 from hashsearch.encoding import encode_images
 from hashsearch.methods import create_method
 from hashsearch.presets import preset_config
@@ -78,17 +78,11 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--encode", type=int, default=5000, help="images to encode")
-    parser.add_argument(
-        "--set",
-        dest="changes",
-        action="append",
-        default=[],
-        help="config override dotted.key=VALUE (YAML value), repeatable",
-    )
+    add_set_option(parser)
     parser.add_argument("--profile", action="store_true", help="also print the op profile")
     args = parser.parse_args()
     print(json.dumps(environment()), flush=True)
-    changes = parse_assignments(args.changes, "--set")
+    changes = config_changes(args)
     for name in args.presets:
         for precision in args.precisions:
             config = preset_config(
