@@ -26,7 +26,6 @@ from typing import Any
 from bench_options import add_set_option, config_changes
 
 from hashsearch import api
-from hashsearch.config import RunConfig
 from hashsearch.presets import preset_config
 
 
@@ -36,7 +35,7 @@ def run_one(
     overrides: dict[str, Any] = {"data.path": data, "method.bits": bits, "seed": seed, **changes}
     config = preset_config(preset, overrides)
     run_dir = out / f"{preset}{'-' + tag if tag else ''}-{bits}b-seed{seed}"
-    run = resume(run_dir, config) or api.train(config, run_dir)
+    run = api.finished_run(run_dir, config) or api.train(config, run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     started = time.perf_counter()
     report = api.evaluate(run)
@@ -62,18 +61,6 @@ def run_one(
         "encode_and_evaluate_seconds": round(time.perf_counter() - started, 1),
         "environment": run.meta["environment"],
     }
-
-
-def resume(run_dir: Path, config: RunConfig) -> api.Run | None:
-    """The finished run in `run_dir` if it was trained with `config` (method defaults aside)."""
-    if not (run_dir / "model.safetensors").is_file():
-        return None
-    run = api.load_run(run_dir)
-    saved = run.config.model_dump(exclude={"method": {"params"}, "train": {"device"}})
-    wanted = config.model_dump(exclude={"method": {"params"}, "train": {"device"}})
-    if saved != wanted:
-        raise SystemExit(f"{run_dir} holds a run with another config; remove it or pass --out")
-    return run
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:

@@ -201,8 +201,8 @@ def test_bad_inputs_give_one_line_errors(trained_run, query_images, tmp_path, ca
         "--no-progress",
     )
     one_line_error(code, err, "nowhere")
-    code, _, err = run_cli(capsys, monkeypatch, "train", "--bits", "12", "--out", tmp_path / "r")
-    one_line_error(code, err, "bits", "12")
+    code, _, err = run_cli(capsys, monkeypatch, "train", "--bits", "300", "--out", tmp_path / "r")
+    one_line_error(code, err, "bits", "300")
     code, _, err = run_cli(
         capsys, monkeypatch, "train", "--method", "nope", "--out", tmp_path / "r"
     )
@@ -243,8 +243,8 @@ def test_more_bad_inputs(trained_run, query_images, tmp_path, capsys, monkeypatc
     one_line_error(code, err, "holds no model")
 
     out = ("--out", tmp_path / "r", "--no-progress")
-    code, _, err = run_cli(capsys, monkeypatch, "train", "--set", "method.bits=12", *out)
-    one_line_error(code, err, "bits", "12")
+    code, _, err = run_cli(capsys, monkeypatch, "train", "--set", "method.bits=300", *out)
+    one_line_error(code, err, "bits", "300")
     code, _, err = run_cli(capsys, monkeypatch, "train", "--set", "seed.x=1", *out)
     one_line_error(code, err, "seed.x")
     code, _, err = run_cli(capsys, monkeypatch, "train", "--device", "tpu9", *out)

@@ -77,5 +77,5 @@ def test_rerank_prefix_keeps_the_tail_and_breaks_ties_by_rank():
 def test_unknown_reranker_lists_known_ones():
     rng = np.random.default_rng(0)
     index = make_index(rng, 5, 1)
-    with pytest.raises(HashsearchError, match="known: cosine, none"):
+    with pytest.raises(HashsearchError, match="known: none, cosine, bucket, qe, fusion"):
         two_stage_search(index, index.codes()[:1], np.zeros((1, 4), np.float32), rerank="l3")

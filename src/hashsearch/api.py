@@ -111,6 +111,28 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Run:
     return Run(out, config, meta, model.eval())
 
 
+def finished_run(directory: Path, config: RunConfig) -> Run | None:
+    """The run in `directory` if one finished there with `config`, else None.
+
+    The saved config has the method's defaults resolved, so method parameters are
+    compared only where `config` names them. Another config there is an error:
+    reusing it would pass off one experiment as another.
+    """
+    if not (directory / "model.safetensors").is_file():
+        return None
+    run = load_run(directory)
+    exclude: Any = {"method": {"params"}, "train": {"device"}}
+    saved_params = run.config.method.params
+    params_match = all(saved_params.get(k) == v for k, v in config.method.params.items())
+    if not params_match or run.config.model_dump(exclude=exclude) != config.model_dump(
+        exclude=exclude
+    ):
+        raise HashsearchError(
+            f"{directory} holds a run with another config; remove it or choose another output"
+        )
+    return run
+
+
 def encode_split(
     run: Run, split: str, data_path: str | None = None, batch_size: int = 512
 ) -> tuple[Encoded, list[str]]:

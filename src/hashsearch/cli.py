@@ -1,4 +1,4 @@
-"""The `hashsearch` command: train | encode | index | search | evaluate | demo.
+"""The `hashsearch` command: train | encode | index | search | evaluate | demo | bench.
 
 Every command is a thin layer over `hashsearch.api`; a `HashsearchError` from
 anywhere below becomes one line on stderr and exit status 2, never a traceback.
@@ -26,7 +26,14 @@ from hashsearch.errors import HashsearchError
 from hashsearch.methods import list_methods
 from hashsearch.presets import PRESETS, default_preset, preset_config
 from hashsearch.report import metrics_table, plot_pr_curve
-from hashsearch.search import RERANKERS
+from hashsearch.rerank import RERANKERS
+from hashsearch.study import (
+    CONTESTANTS,
+    STUDY_PRESETS,
+    run_study,
+    study_cells,
+    study_from_names,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -84,7 +91,7 @@ def train(
         str | None, typer.Option(help=f"One of: {_names(PROTOCOLS.names())}.")
     ] = None,
     method: Annotated[str | None, typer.Option(help=f"One of: {_names(list_methods())}.")] = None,
-    bits: Annotated[int | None, typer.Option(help="Code length, a multiple of 8, 8-256.")] = None,
+    bits: Annotated[int | None, typer.Option(help="Code length in bits, 8-256.")] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     preset: Annotated[str | None, typer.Option(help=f"One of: {_names(PRESETS.names())}.")] = None,
@@ -245,10 +252,81 @@ def _run_demo(config: RunConfig, root: Path) -> None:
     _publish(report, root / "run", as_json=False)
 
 
+@app.command()
+def bench(
+    preset: Annotated[
+        str, typer.Option(help=f"Budget: {_names(STUDY_PRESETS.names())}.")
+    ] = "budget",
+    protocol: Annotated[
+        str | None,
+        typer.Option(help=f"One of: {_names(PROTOCOLS.names())} (default: the preset's)."),
+    ] = None,
+    bits: Annotated[list[int] | None, typer.Option(help="Code lengths.")] = None,
+    methods: Annotated[
+        list[str] | None, typer.Option(help=f"Of: {_names(CONTESTANTS.names())} (default: all).")
+    ] = None,
+    rerank: Annotated[
+        list[str] | None, typer.Option(help=f"Of: {_names(RERANKERS.names())} (default: all).")
+    ] = None,
+    seeds: Annotated[
+        list[int] | None, typer.Option(help="Seeds at --seed-bits (other lengths: the first).")
+    ] = None,
+    seed_bits: Annotated[int, typer.Option(help="The code length run with every seed.")] = 48,
+    candidates: Annotated[int, typer.Option(help="Stage-1 list length re-ranked.")] = 1000,
+    radius: Annotated[int | None, typer.Option(help="Re-rank all within this radius.")] = None,
+    data: Annotated[str | None, typer.Option(help="Data set path.")] = None,
+    out: Annotated[Path, typer.Option(help="Study folder (resumes what it holds).")] = Path(
+        "runs/study"
+    ),
+) -> None:
+    """The comparative study: train, encode and evaluate every method x bits x seed, then
+    write results.json, results.md and plots. Rerun to resume; finished cells are kept.
+
+    List options take several values: --bits 16 32 48 64 --methods saeh dsh.
+    """
+    rerankers = rerank or RERANKERS.names()
+    for name in rerankers:
+        RERANKERS.get(name)  # an unknown name fails now, not after the first training run
+    study = study_from_names(
+        preset, out, data, protocol, rerankers=rerankers, candidates=candidates, radius=radius
+    )
+    cells = study_cells(
+        methods or CONTESTANTS.names(), bits or [16, 32, 48, 64], seeds or [0, 1, 2], seed_bits
+    )
+    console.print(
+        f"[bold]bench[/bold]: {len(cells)} cells, preset {preset}, {study.protocol} -> {out}"
+    )
+    result = run_study(study, cells)
+    console.print(
+        f"{result['records']} records in {result['seconds']:.0f} s: {result['results']}, "
+        f"{result['tables']}, {len(result['plots'])} plots"
+    )
+
+
+# Options whose values may follow them space-separated (--bits 16 32 48): click wants the
+# flag repeated, so `expand_list_options` repeats it.
+LIST_OPTIONS = ("--bits", "--methods", "--rerank", "--seeds")
+
+
+def expand_list_options(argv: list[str]) -> list[str]:
+    """["--bits", "16", "32"] -> ["--bits", "16", "--bits", "32"] for `LIST_OPTIONS`."""
+    expanded: list[str] = []
+    current: str | None = None
+    for token in argv:
+        if token.startswith("-"):
+            current = token if token in LIST_OPTIONS else None
+            expanded.append(token)
+        elif current is not None and expanded[-1] != current:
+            expanded += [current, token]
+        else:
+            expanded.append(token)
+    return expanded
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        app()
+        app(args=expand_list_options(sys.argv[1:]))
     except HashsearchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

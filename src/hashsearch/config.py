@@ -66,6 +66,9 @@ class MethodConfig(_Strict):
     """Which hashing method, its code length and its own parameters (checked by the method)."""
 
     name: str = "saeh"
+    # Any length from 8 to 256; codes are stored in whole bytes, a length that is not a
+    # multiple of 8 padded with zero bits, which every item shares, so Hamming
+    # distances are those of the `bits` real bits (12 and 36 bits, as in older papers).
     bits: int = 48
     # BatchNorm (without affine scale) on the hash layer's output: every bit starts
     # zero-mean and unit-variance, so bits are balanced and tanh/sign gradients stay
@@ -76,8 +79,8 @@ class MethodConfig(_Strict):
     @field_validator("bits")
     @classmethod
     def _bits_in_range(cls, bits: int) -> int:
-        if bits % 8 or not 8 <= bits <= 256:
-            raise ValueError(f"bits must be a multiple of 8 from 8 to 256, got {bits}")
+        if not 8 <= bits <= 256:
+            raise ValueError(f"bits must be from 8 to 256, got {bits}")
         return bits
 
 

@@ -21,8 +21,9 @@ class Encoded:
     """Codes and features of N items.
 
     Attributes:
-        codes: (N, bits // 8) uint8, bits packed most-significant first (np.packbits);
-            bit j is 1 where h_j >= 0, i.e. b_j = sign(h_j) = +1.
+        codes: (N, ceil(bits / 8)) uint8, bits packed most-significant first
+            (np.packbits); bit j is 1 where h_j >= 0, i.e. b_j = sign(h_j) = +1; the
+            padding bits of a length that is not a multiple of 8 are 0 in every code.
         features: (N, D) float32, the encoder's intermediate feature (not normalised).
         labels: (N,) int64 or (N, K) multi-hot, copied from the data set.
     """
@@ -33,13 +34,13 @@ class Encoded:
 
 
 def pack_codes(h: np.ndarray) -> np.ndarray:
-    """(N, bits) real -> (N, bits // 8) uint8; sign(0) counts as +1."""
-    assert h.ndim == 2 and h.shape[1] % 8 == 0, h.shape
+    """(N, bits) real -> (N, ceil(bits / 8)) uint8, zero-padded; sign(0) counts as +1."""
+    assert h.ndim == 2, h.shape
     return np.packbits(h >= 0, axis=1)
 
 
 def unpack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
-    """(N, bits // 8) uint8 -> (N, bits) float32 in {-1, +1}."""
+    """(N, ceil(bits / 8)) uint8 -> (N, bits) float32 in {-1, +1}; padding dropped."""
     return np.unpackbits(codes, axis=1, count=bits).astype(np.float32) * 2.0 - 1.0
 
 
@@ -68,7 +69,7 @@ def encode_images(
     device: str = "cpu",
 ) -> Encoded:
     """Codes and features of (N, H, W, C) uint8 images, with their labels."""
-    codes = [np.zeros((0, model.bits // 8), np.uint8)]
+    codes = [np.zeros((0, (model.bits + 7) // 8), np.uint8)]
     features = [np.zeros((0, model.encoder.feature_dim), np.float32)]
     for out, _ in forward_batches(model, images, batch_size, device):
         codes.append(pack_codes(out.h.float().cpu().numpy()))

@@ -10,6 +10,7 @@ memory to a few (chunk x database) arrays.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,8 @@ import numpy as np
 from hashsearch.encoding import Encoded, unpack_codes
 from hashsearch.errors import HashsearchError
 from hashsearch.metrics import MetricAccumulator, relevance
-from hashsearch.search import RERANKERS, check_search_args, rerank_prefix
+from hashsearch.rerank import RERANKERS
+from hashsearch.search import check_search_args, rerank_prefix
 
 CHUNK_ELEMENTS = 8_000_000  # per (chunk x database) array: ~8-64 MB depending on dtype
 
@@ -37,46 +39,94 @@ def evaluate_retrieval(
     bits: int,
     candidates: int = 1000,
     radius: int | None = None,
-    rerank: str = "cosine",
+    rerank: str | Sequence[str] = "cosine",
     chunk: int | None = None,
 ) -> dict[str, Any]:
     """mAP@all, mAP@1000, precision@k, precision within radius 2 and PR points.
 
-    Returns ``{"stage1": {...}, "two_stage": {...}, "settings": {...}}``; with
-    ``rerank="none"`` two-stage equals stage 1 and is omitted.
+    `rerank` names one refinement strategy or several (all evaluated on the same
+    stage-1 ranking, so a study pays for stage 1 once). Returns
+    ``{"stage1": {...}, "two_stage": {...}, "refinements": {name: {...}},
+    "candidate_set": {...}, "settings": {...}}``: "two_stage" is the first
+    strategy's metrics (omitted when it is "none"), "refinements" every strategy
+    but "none", and "candidate_set" the mean number of candidates and their
+    recall (the share of all relevant items that stage 1 passes to stage 2).
     """
-    reranker = RERANKERS.get(rerank)
+    names = [rerank] if isinstance(rerank, str) else list(rerank)
+    rerankers = {name: RERANKERS.get(name) for name in names}
     check_search_args(candidates, radius)
     if len(database.codes) == 0:
         raise HashsearchError("the database split is empty; nothing to evaluate")
     signs_b = unpack_codes(database.codes, bits)
-    prepared_b = None if reranker is None else reranker.prepare(database.features)
+    active = {name: r for name, r in rerankers.items() if r is not None}
+    prepared = {name: r.prepare(database.features) for name, r in active.items()}
     chunk = chunk or max(1, CHUNK_ELEMENTS // max(1, len(database.codes)))
-    stage1, two_stage = MetricAccumulator(), MetricAccumulator()
+    stage1, refined = MetricAccumulator(), {name: MetricAccumulator() for name in active}
+    candidate_set = CandidateSetAccumulator()
     for start in range(0, len(query.codes), chunk):
         rows = slice(start, start + chunk)
         dist = hamming_distances(unpack_codes(query.codes[rows], bits), signs_b)
         order = np.argsort(dist, axis=1, kind="stable")
         rel = relevance(query.labels[rows], database.labels)
         n_relevant = rel.sum(axis=1)
-        rel, dist = gather_rows(rel, order), gather_rows(dist, order)
-        stage1.add(rel, dist, n_relevant)
-        if reranker is not None:
-            scores = reranker.score(query.features[rows], prepared_b)
-            rerank_chunk(rel, dist, order, scores, _candidate_counts(dist, candidates, radius))
-            two_stage.add(rel, dist, n_relevant)
-    report = {"stage1": stage1.result()}
-    if reranker is not None:
-        report["two_stage"] = two_stage.result()
+        rel_sorted, dist_sorted = gather_rows(rel, order), gather_rows(dist, order)
+        stage1.add(rel_sorted, dist_sorted, n_relevant)
+        prefix = _candidate_counts(dist_sorted, candidates, radius)
+        candidate_set.add(rel_sorted, prefix, n_relevant)
+        if not active:
+            continue
+        is_candidate = candidate_mask(order, prefix)
+        for name, reranker in active.items():
+            scores = reranker.score(query.features[rows], prepared[name], dist, is_candidate, bits)
+            rel_r, dist_r = rel_sorted.copy(), dist_sorted.copy()
+            rerank_chunk(rel_r, dist_r, order, scores, prefix)
+            refined[name].add(rel_r, dist_r, n_relevant)
+    report: dict[str, Any] = {"stage1": stage1.result()}
+    if names[0] in refined:
+        report["two_stage"] = refined[names[0]].result()
+    report["refinements"] = {name: acc.result() for name, acc in refined.items()}
+    report["candidate_set"] = candidate_set.result()
     report["settings"] = {
         "candidates": candidates,
         "radius": radius,
-        "rerank": rerank,
+        "rerank": names[0],
+        "rerankers": names,
         "bits": bits,
         "num_database": len(database.codes),
         "ties": "Hamming ties in database order",
     }
     return report
+
+
+class CandidateSetAccumulator:
+    """Mean size and recall of stage 1's candidate sets, chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.count_sum = 0.0
+        self.recall_sum = 0.0
+        self.num_queries = 0
+
+    def add(self, rel_sorted: np.ndarray, prefix: np.ndarray, n_relevant: np.ndarray) -> None:
+        width = int(prefix.max()) if len(prefix) else 0
+        inside = np.arange(width)[None, :] < prefix[:, None]
+        found = (rel_sorted[:, :width] & inside).sum(axis=1)
+        recall = np.divide(found, n_relevant, out=np.zeros(len(found)), where=n_relevant > 0)
+        self.count_sum += float(prefix.sum())
+        self.recall_sum += float(recall.sum())
+        self.num_queries += len(prefix)
+
+    def result(self) -> dict[str, float]:
+        count = max(1, self.num_queries)
+        return {"mean_candidates": self.count_sum / count, "recall": self.recall_sum / count}
+
+
+def candidate_mask(order: np.ndarray, prefix: np.ndarray) -> np.ndarray:
+    """(q, nb) bool in database order: True for each query's first `prefix[i]` ranked items."""
+    width = int(prefix.max()) if len(prefix) else 0
+    mask = np.zeros(order.shape, bool)
+    inside = np.arange(width)[None, :] < prefix[:, None]
+    np.put_along_axis(mask, order[:, :width], inside, axis=1)
+    return mask
 
 
 def rerank_chunk(

@@ -2,48 +2,21 @@
 
 Stage 1 asks FAISS for the top `candidates` codes by Hamming distance, ties in
 item order, or for every code within `radius`. Stage 2 re-sorts those
-candidates by a re-ranker's score, by default the cosine similarity of the
-encoder's intermediate features (design document, eq. 5-6), and keeps the
-Hamming order among equal scores. The evaluation uses the same `rerank_prefix`.
+candidates by a re-ranker's score (`hashsearch.rerank`), by default the cosine
+similarity of the encoder's intermediate features (design document, eq. 5-6),
+and keeps the Hamming order among equal scores. The evaluation uses the same
+`rerank_prefix`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from hashsearch.errors import HashsearchError
 from hashsearch.index.store import HashIndex
-from hashsearch.registry import Registry
-
-
-@dataclass(frozen=True)
-class Reranker:
-    """Stage 2's scorer: `prepare` item features once, then `score` queries against them.
-
-    Splitting the two lets an index store prepared features (e.g. L2-normalised)
-    and lets the evaluation prepare the database once for all query chunks.
-    """
-
-    prepare: Callable[[np.ndarray], np.ndarray]
-    score: Callable[[np.ndarray, np.ndarray], np.ndarray]  # (q, D), (m, D) -> (q, m)
-
-
-RERANKERS: Registry[Reranker | None] = Registry("re-ranker")
-
-
-def l2_normalized(features: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return (features / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
-# Cosine similarity S_ij = f_i . f_j / (|f_i| |f_j|) (eq. 5): a dot product of unit vectors.
-RERANKERS.register("cosine")(
-    Reranker(prepare=l2_normalized, score=lambda q, items: l2_normalized(q) @ items.T)
-)
-RERANKERS.register("none")(None)
+from hashsearch.rerank import RERANKERS
 
 
 def rerank_prefix(scores_ranked: np.ndarray, prefix: np.ndarray) -> np.ndarray:
@@ -124,7 +97,10 @@ def two_stage_search(
         scores = None
         if reranker is not None and len(items):
             prepared = reranker.prepare(index.features[items])
-            scores = reranker.score(features[q : q + 1], prepared)
+            everyone = np.ones((1, len(items)), bool)
+            scores = reranker.score(
+                features[q : q + 1], prepared, hamming[None], everyone, index.bits
+            )
             order = rerank_prefix(scores, np.array([len(items)]))[0]
             hamming, items, scores = hamming[order], items[order], scores[0, order]
         results.append(Hits(items[:top], hamming[:top], None if scores is None else scores[:top]))

@@ -60,7 +60,14 @@ def test_cifar10_1(dataset):
     assert np.isin(np.concatenate([s.train, s.val]), s.database).all()
 
 
-@pytest.mark.parametrize("protocol", ["cifar10-2", "cifar10", "cifar10-1", "holdout"])
+def test_dsh_ranks_the_test_split_among_itself(dataset):
+    s = make_splits(dataset, "dsh", seed=0)
+    assert s.sizes() == {"train": 49000, "val": 1000, "query": 10000, "database": 10000}
+    assert np.array_equal(s.query, s.database) and (dataset.splits[s.query] == "test").all()
+    assert (dataset.splits[np.concatenate([s.train, s.val])] == "train").all()
+
+
+@pytest.mark.parametrize("protocol", ["cifar10-2", "cifar10", "cifar10-1", "dsh", "holdout"])
 def test_deterministic_from_seed_and_val_disjoint_from_train(dataset, protocol):
     a, b = make_splits(dataset, protocol, 7), make_splits(dataset, protocol, 7)
     c = make_splits(dataset, protocol, 8)

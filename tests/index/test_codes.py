@@ -17,6 +17,16 @@ def test_pack_unpack_round_trip_and_bytes(n, bits, seed):
     assert np.array_equal(unpack_codes(codes, bits), np.where(h >= 0, 1.0, -1.0))
 
 
+def test_lengths_that_are_not_whole_bytes_are_zero_padded():
+    h = np.random.default_rng(0).standard_normal((5, 12))
+    codes = pack_codes(h)
+    assert codes.shape == (5, 2) and not (codes[:, 1] & 0x0F).any()  # 4 padding bits, all 0
+    assert np.array_equal(unpack_codes(codes, 12), np.where(h >= 0, 1.0, -1.0))
+    brute = (np.sign(h + 1e-12)[:, None, :] != np.sign(h + 1e-12)[None, :, :]).sum(axis=2)
+    fast = hamming_distances(unpack_codes(codes, 12), unpack_codes(codes, 12))
+    assert np.array_equal(fast, brute)
+
+
 def test_sign_of_zero_is_plus_one():
     assert unpack_codes(pack_codes(np.zeros((1, 8))), 8).tolist() == [[1.0] * 8]
 

@@ -81,7 +81,8 @@ def test_unknown_method_parameter_is_a_clear_error():
 
 @pytest.mark.parametrize("name", list_methods())
 def test_every_registered_method_trains_a_few_steps(name):
-    """The registry smoke test: each method's loss decreases under the one trainer."""
+    """The registry smoke test: each method's loss decreases under the one trainer, and its
+    codes separate three easy classes (chance mAP is about 0.37)."""
     g = torch.Generator().manual_seed(1)
     labels = torch.arange(48) % 3
     images = labels[:, None, None, None] * 80 + torch.randint(0, 40, (48, *SHAPE), generator=g)
@@ -89,8 +90,9 @@ def test_every_registered_method_trains_a_few_steps(name):
     config = tiny_config(
         **{
             "method.name": name,
-            "train.epochs": 6,
+            "train.epochs": 20,
             "train.batch_size": 16,
+            "train.lr": 0.05,
             "train.augment": {"translate": 0, "flip": False},
         }
     )
@@ -108,7 +110,7 @@ def test_every_registered_method_trains_a_few_steps(name):
     first, last = result.history[0], result.history[-1]
     total = lambda r: sum(v for k, v in r.items() if k.startswith("loss_"))  # noqa: E731
     assert total(last) < total(first)
-    assert last["val_map_all"] > 0.5
+    assert last["val_map_all"] > 0.55
 
 
 def test_flip_average_is_the_mean_of_both_orientations_in_eval_only():

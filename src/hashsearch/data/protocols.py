@@ -10,6 +10,7 @@ is never used to pick an epoch or a hyper-parameter.
 | `cifar10-2` | the official test split  | the official train split | = database, minus val 100/cls|
 | `cifar10`   | 100 per class            | the rest minus train     | 500 per class, val 50/cls    |
 | `cifar10-1` | 100 per class            | all but the query        | 500/cls from database, val 50|
+| `dsh`       | the official test split  | = query (DSH's protocol) | the official train split     |
 | `holdout`   | 10% per class            | the rest                 | = database, val 10%/cls      |
 """
 
@@ -137,6 +138,21 @@ def cifar10_1(dataset: ImageDataset, rng: np.random.Generator, val: int | float 
     train = take_per_class(classes, database, 500, rng)
     return carve_val(
         classes, train, 50 if val is None else val, rng, query=query, database=database
+    )
+
+
+@PROTOCOLS.register("dsh")
+def dsh(dataset: ImageDataset, rng: np.random.Generator, val: int | float | None) -> Splits:
+    """The DSH paper's CIFAR-10 protocol: train on the official train split; the official
+    test split is both query and database (test codes ranked among themselves)."""
+    test = official_split(dataset, "test")
+    return carve_val(
+        class_of(dataset.labels),
+        official_split(dataset, "train"),
+        100 if val is None else val,
+        rng,
+        query=test,
+        database=test,
     )
 
 

@@ -6,7 +6,12 @@ from typing import Literal
 
 import torch
 
-Relaxation = Literal["tanh", "sign_ste"]
+Relaxation = Literal["tanh", "sign_ste", "sign_identity"]
+
+
+def binary(h: torch.Tensor) -> torch.Tensor:
+    """b = sign(h) with sign(0) = +1, as the index packs codes (torch.sign(0) is 0)."""
+    return torch.where(h >= 0, 1.0, -1.0).to(h.dtype)
 
 
 def relax(h: torch.Tensor, mode: Relaxation, scale: float = 1.0) -> torch.Tensor:
@@ -18,11 +23,22 @@ def relax(h: torch.Tensor, mode: Relaxation, scale: float = 1.0) -> torch.Tensor
     pass the gradient of tanh(scale h) (a straight-through estimator, as in
     GreedyHash): the losses then see the binary codes that will be indexed, so
     no quantisation gap opens between training and search.
+    ``"sign_identity"``: forward sign(h), backward the identity (GreedyHash's
+    greedy principle: the gradient of b is handed to h unchanged).
     """
+    sign = binary(h)
+    if mode == "sign_identity":
+        return h + (sign - h).detach()
     u = torch.tanh(scale * h)
     if mode == "tanh":
         return u
-    return u + (torch.where(h >= 0, 1.0, -1.0) - u).detach()
+    return u + (sign - u).detach()
+
+
+def continuation_scale(final_scale: float, progress: float) -> float:
+    """beta of tanh(beta h), growing geometrically from 1 to `final_scale` as training
+    progresses from 0 to 1 (HashNet's continuation, on the trainer's clock)."""
+    return final_scale**progress
 
 
 def soft_cross_entropy(
@@ -55,11 +71,30 @@ def pairwise_similar_distance(u: torch.Tensor, similar: torch.Tensor) -> torch.T
     Args:
         u: (B, bits) relaxed codes. similar: (B, B) 0/1.
     """
-    sq = (u * u).sum(dim=1)
-    dist = sq[:, None] + sq[None, :] - 2.0 * (u @ u.T)
-    return (similar * dist.clamp_min(0.0)).sum() / (u.shape[0] ** 2 * u.shape[1])
+    return (similar * squared_distances(u)).sum() / (u.shape[0] ** 2 * u.shape[1])
 
 
 def quantization_error(h: torch.Tensor) -> torch.Tensor:
     """Mean over codes and bits of (|tanh h| - 1)^2: 0 when every relaxed bit is +-1."""
     return (torch.tanh(h).abs() - 1.0).pow(2).mean()
+
+
+def off_diagonal_mean(pairs: torch.Tensor) -> torch.Tensor:
+    """Mean of a (B, B) pair matrix over i != j (a pair of an item with itself says nothing)."""
+    n = pairs.shape[0]
+    return (pairs.sum() - pairs.diagonal().sum()) / max(1, n * (n - 1))
+
+
+def squared_distances(u: torch.Tensor) -> torch.Tensor:
+    """(B, B) ||u_i - u_j||^2 from one matrix product."""
+    sq = (u * u).sum(dim=1)
+    return (sq[:, None] + sq[None, :] - 2.0 * (u @ u.T)).clamp_min(0.0)
+
+
+def pairwise_likelihood(inner: torch.Tensor, similar: torch.Tensor) -> torch.Tensor:
+    """(B, B) -log p(s_ij | theta_ij) = log(1 + e^theta) - s_ij theta, with p = sigmoid(theta).
+
+    The negative log-likelihood of DPSH (eq. 2) and HashNet (eq. 4), in softplus form so
+    that a large |theta| neither overflows nor loses its gradient.
+    """
+    return torch.nn.functional.softplus(inner) - similar * inner

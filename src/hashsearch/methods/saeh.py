@@ -18,6 +18,7 @@ from torch import nn
 from hashsearch.methods.base import METHODS, HashingMethod, MethodParams
 from hashsearch.methods.losses import (
     Relaxation,
+    continuation_scale,
     pairwise_similar_distance,
     quantization_error,
     relax,
@@ -89,7 +90,7 @@ class SAEH(HashingMethod):
 
     def relaxed_code(self, h: torch.Tensor) -> torch.Tensor:
         """b of eq. 1-3 during training: `relaxation` of h at the current continuation scale."""
-        scale = self.params.final_scale**self.progress
+        scale = continuation_scale(self.params.final_scale, self.progress)
         return relax(h, self.params.relaxation, scale)
 
     def class_logits(self, out: EncoderOutput) -> torch.Tensor:

@@ -193,5 +193,40 @@ class WhitenedConvNet(Backbone):
         return torch.amax(x, dim=(2, 3))
 
 
+@BACKBONES.register("dsh")
+class DSHNet(Backbone):
+    """The network of the DSH paper (Liu et al., CVPR 2016, section 4.1), for the fidelity check.
+
+    Three 5x5 conv layers of `widths` (the paper: 32, 32, 64) with 3x3 stride-2 pooling
+    (max after the first, average after the others, ReLU), as in Caffe's CIFAR-10
+    "quick" net it builds on, then a 500-unit fully connected layer with ReLU: the
+    feature that the hash layer (the paper's last FC layer) reads. `blocks` is unused.
+    """
+
+    hidden = 500
+
+    def __init__(self, in_channels: int, config: BackboneConfig) -> None:
+        super().__init__()
+        c1, c2, c3 = config.widths if len(config.widths) == 3 else (32, 32, 64)
+        self.convs = nn.Sequential(
+            nn.Conv2d(in_channels, c1, 5, padding=2),
+            nn.MaxPool2d(3, 2, ceil_mode=True),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c1, c2, 5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.AvgPool2d(3, 2, ceil_mode=True),
+            nn.Conv2d(c2, c3, 5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.AvgPool2d(3, 2, ceil_mode=True),
+            nn.AdaptiveAvgPool2d(4),  # 32x32 inputs are 4x4 here already
+            nn.Flatten(),
+        )
+        self.fc = nn.Sequential(nn.Linear(c3 * 16, self.hidden), nn.ReLU(inplace=True))
+        self.out_dim = self.hidden
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.convs(x))
+
+
 def create_backbone(in_channels: int, config: BackboneConfig) -> Backbone:
     return BACKBONES.get(config.name)(in_channels, config)

@@ -1,0 +1,274 @@
+"""Run a study's cells: train (or reuse) each deep run, fit each shallow one, evaluate all.
+
+Everything goes through the pipeline users run: `api.train` with the one trainer,
+`encode_images` for codes and features, and `evaluate_retrieval` with every
+refinement strategy on the same stage-1 ranking. Each finished cell leaves its
+records in `OUT/runs/<cell>/records.json`; a rerun reads them back instead of
+redoing the cell, so an interrupted study resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hashsearch import api
+from hashsearch.config import RunConfig
+from hashsearch.data.dataset import ImageDataset
+from hashsearch.data.protocols import class_of, make_splits, take_per_class
+from hashsearch.encoding import Encoded, encode_images
+from hashsearch.evaluation import evaluate_retrieval
+from hashsearch.presets import preset_config
+from hashsearch.shallow import SHALLOW_METHODS
+from hashsearch.study.contestants import CONTESTANTS, FEATURE_SOURCE, Contestant
+from hashsearch.study.plan import Cell, StudyPreset
+
+log = logging.getLogger(__name__)
+
+QUERY_SAMPLE_SEED = 0  # the query subset is the same for every cell and seed
+METRICS = ("map_all", "map_1000", "precision_at_100", "precision_at_1000")
+
+
+@dataclass
+class Study:
+    """Shared settings of every cell; `run_cell` does one cell, `records` reads them all."""
+
+    preset_name: str
+    preset: StudyPreset
+    protocol: str
+    out: Path
+    data: str | None = None
+    rerankers: list[str] = field(default_factory=lambda: ["none", "cosine"])
+    candidates: int = 1000
+    radius: int | None = None
+    _dataset: ImageDataset | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """What a cell's records depend on besides its run config (checked on reuse)."""
+        return {
+            "preset": self.preset_name,
+            "queries_per_class": self.preset.queries_per_class,
+            "rerankers": self.rerankers,
+            "candidates": self.candidates,
+            "radius": self.radius,
+            "protocol": self.protocol,
+        }
+
+    def run_config(self, cell: Cell) -> RunConfig:
+        contestant = CONTESTANTS.get(cell.contestant)
+        return preset_config(
+            self.preset.base,
+            {
+                **self.preset.overrides,
+                "data.path": self.data,
+                "data.protocol": self.protocol,
+                "method.name": contestant.method,
+                "method.params": contestant.params,
+                "method.bits": cell.bits,
+                "seed": cell.seed,
+            },
+        )
+
+    def cell_dir(self, cell: Cell) -> Path:
+        return self.out / "runs" / cell.name
+
+    def done(self, cell: Cell) -> list[dict[str, Any]] | None:
+        """The cell's saved records if it finished under these settings."""
+        path = self.cell_dir(cell) / "records.json"
+        if not path.is_file():
+            return None
+        saved = json.loads(path.read_text())
+        return saved["records"] if saved.get("settings") == self.settings() else None
+
+    def run_cell(self, cell: Cell) -> list[dict[str, Any]]:
+        """Records of one cell, from its saved copy or by running it now."""
+        records = self.done(cell)
+        if records is not None:
+            return records
+        contestant = CONTESTANTS.get(cell.contestant)
+        started = time.perf_counter()
+        if contestant.kind == "deep":
+            query, database, cost = self._deep(cell)
+        else:
+            query, database, cost = self._shallow(cell, contestant)
+        evaluated = time.perf_counter()
+        report = evaluate_retrieval(
+            query, database, cell.bits, self.candidates, self.radius, self.rerankers
+        )
+        cost["evaluate_seconds"] = round(time.perf_counter() - evaluated, 2)
+        cost["wall_seconds"] = round(time.perf_counter() - started, 1)
+        records = self._records(cell, contestant, report, cost)
+        saved = {"settings": self.settings(), "records": records}
+        write_json(self.cell_dir(cell) / "records.json", saved)
+        return records
+
+    # -- deep cells -------------------------------------------------------------------
+
+    def _deep(self, cell: Cell) -> tuple[Encoded, Encoded, dict[str, Any]]:
+        config = self.run_config(cell)
+        directory = self.cell_dir(cell)
+        run = api.finished_run(directory, config) or api.train(config, directory, progress=False)
+        metrics = json.loads((directory / "metrics.json").read_text())
+        history = metrics["history"]
+        started = time.perf_counter()
+        query, database = self.encoded(run, "query"), self.encoded(run, "database")
+        return (
+            query,
+            database,
+            {
+                "train_seconds": round(metrics["train_seconds"], 1),
+                "epoch_seconds": round(float(np.mean([r["epoch_seconds"] for r in history])), 2),
+                "epochs": len(history),
+                "encode_seconds": round(time.perf_counter() - started, 1),
+                "config": run.config.model_dump(mode="json"),
+            },
+        )
+
+    def dataset(self, config: RunConfig) -> ImageDataset:
+        if self._dataset is None:
+            self._dataset, _ = api.load_data(config)
+        return self._dataset
+
+    def split_rows(self, config: RunConfig, split: str) -> np.ndarray:
+        """A split's rows; the query split cut to `queries_per_class` per class if set."""
+        dataset = self.dataset(config)
+        splits = make_splits(dataset, config.data.protocol, config.seed, config.data.val_per_class)
+        rows = splits.get(split)
+        per_class = self.preset.queries_per_class
+        if split == "query" and per_class is not None:
+            rng = np.random.default_rng(QUERY_SAMPLE_SEED)
+            rows = take_per_class(class_of(dataset.labels), rows, per_class, rng)
+        return rows
+
+    def encoded(self, run: api.Run, split: str) -> Encoded:
+        """Codes and features of a split; the feature source keeps them for the shallow cells."""
+        per_class = self.preset.queries_per_class if split == "query" else None
+        cache = run.directory / f"encoded-{split}{f'-{per_class}' if per_class else ''}.npz"
+        if cache.is_file():
+            saved = np.load(cache)
+            return Encoded(saved["codes"], saved["features"], saved["labels"])
+        dataset = self.dataset(run.config)
+        rows = self.split_rows(run.config, split)
+        encoded = encode_images(
+            run.model, dataset.images[rows], dataset.labels[rows], device=run.config.train.device
+        )
+        if run.config.method.name == FEATURE_SOURCE:
+            np.savez(cache, **asdict(encoded))
+        return encoded
+
+    # -- shallow cells ----------------------------------------------------------------
+
+    def _shallow(
+        self, cell: Cell, contestant: Contestant
+    ) -> tuple[Encoded, Encoded, dict[str, Any]]:
+        source = Cell(FEATURE_SOURCE, cell.bits, cell.seed)
+        config = self.run_config(source)
+        if contestant.vectors == "features":
+            run = api.finished_run(self.cell_dir(source), config)
+            if run is None:
+                raise RuntimeError(f"the feature source {source.name} has not been trained")
+            train, query, database = (self.encoded(run, s) for s in ("train", "query", "database"))
+            vectors = {"train": train, "query": query, "database": database}
+        else:
+            vectors = {s: self.pixels(config, s) for s in ("train", "query", "database")}
+        started = time.perf_counter()
+        hasher = SHALLOW_METHODS.get(contestant.method)(cell.bits, cell.seed)
+        hasher.fit(vectors["train"].features)
+        fitted = time.perf_counter()
+        query, database = (
+            Encoded(hasher.encode(v.features), v.features, v.labels)
+            for v in (vectors["query"], vectors["database"])
+        )
+        return (
+            query,
+            database,
+            {
+                "train_seconds": round(fitted - started, 2),
+                "encode_seconds": round(time.perf_counter() - fitted, 2),
+                "config": {
+                    "method": contestant.method,
+                    "bits": cell.bits,
+                    "seed": cell.seed,
+                    "vectors": contestant.vectors,
+                    "feature_source": source.name if contestant.vectors == "features" else None,
+                },
+            },
+        )
+
+    def pixels(self, config: RunConfig, split: str) -> Encoded:
+        """Raw pixels as float vectors in [0, 1] (they are also the re-rank features)."""
+        dataset = self.dataset(config)
+        rows = self.split_rows(config, split)
+        flat = dataset.images[rows].reshape(len(rows), -1).astype(np.float32) / 255.0
+        return Encoded(np.zeros((len(rows), 0), np.uint8), flat, dataset.labels[rows])
+
+    # -- records ----------------------------------------------------------------------
+
+    def _records(
+        self, cell: Cell, contestant: Contestant, report: dict[str, Any], cost: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """One record per refinement strategy ("none" is stage 1)."""
+        common = {
+            "method": cell.contestant,
+            "base_method": contestant.method,
+            "kind": contestant.kind,
+            "bits": cell.bits,
+            "protocol": self.protocol,
+            "seed": cell.seed,
+            "preset": self.preset_name,
+            "queries": report["stage1"]["num_queries"],
+            "candidates": self.candidates,
+            "radius": self.radius,
+            "candidate_recall": report["candidate_set"]["recall"],
+            "commit": git_commit(),
+            **cost,
+        }
+        records = []
+        for name in self.rerankers:
+            metrics = report["stage1"] if name == "none" else report["refinements"][name]
+            records.append(
+                {
+                    **common,
+                    "rerank": name,
+                    **{k: metrics[k] for k in METRICS},
+                    "pr_curve": metrics["pr_curve"],
+                }
+            )
+        return records
+
+
+@functools.cache
+def git_commit() -> str:
+    """The checked-out commit (with "+dirty" for uncommitted changes), or "unknown"."""
+    root = Path(__file__).resolve().parents[3]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write atomically: a crash leaves the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(value, indent=1))
+    os.replace(temporary, path)

@@ -1,0 +1,116 @@
+"""The study: its grid, and `hashsearch bench` end to end on digits (train, resume, outputs)."""
+
+import json
+import sys
+
+import pytest
+
+from hashsearch.cli import expand_list_options, main
+from hashsearch.errors import HashsearchError
+from hashsearch.study import study_cells
+
+REQUIRED = {
+    "method",
+    "bits",
+    "protocol",
+    "rerank",
+    "seed",
+    "map_all",
+    "map_1000",
+    "precision_at_100",
+    "train_seconds",
+    "commit",
+    "config",
+    "candidate_recall",
+}
+
+
+def test_grid_runs_every_seed_only_at_the_seed_bits_and_deep_cells_first():
+    cells = study_cells(["lsh", "dsh"], [16, 48], [0, 1, 2])
+    names = [c.name for c in cells]
+    assert names[:4] == ["dsh-16b-seed0", "dsh-48b-seed0", "dsh-48b-seed1", "dsh-48b-seed2"]
+    # lsh hashes the SAEH run's features, so those runs join the grid, before lsh
+    assert "saeh-48b-seed2" in names and names.index("saeh-48b-seed2") < names.index(
+        "lsh-16b-seed0"
+    )
+    assert len(names) == 12
+
+
+def test_pixels_need_no_feature_source_and_unknown_names_fail():
+    assert [c.name for c in study_cells(["itq-pixels"], [16], [0])] == ["itq-pixels-16b-seed0"]
+    with pytest.raises(HashsearchError, match="unknown contestant 'nope'"):
+        study_cells(["nope"], [16], [0])
+
+
+def test_list_options_take_space_separated_values():
+    argv = ["bench", "--bits", "16", "32", "--out", "x", "--methods", "saeh", "dsh"]
+    assert expand_list_options(argv) == [
+        "bench",
+        "--bits",
+        "16",
+        "--bits",
+        "32",
+        "--out",
+        "x",
+        "--methods",
+        "saeh",
+        "--methods",
+        "dsh",
+    ]
+
+
+def bench(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["hashsearch", "bench", *map(str, args)])
+    try:
+        main()
+    except SystemExit as exc:
+        assert not exc.code, capsys.readouterr().err
+    return capsys.readouterr()
+
+
+def test_bench_end_to_end_writes_results_and_resumes(tmp_path, monkeypatch, capsys, caplog):
+    args = (
+        "--preset",
+        "tiny",
+        "--bits",
+        "16",
+        "--seed-bits",
+        "16",
+        "--seeds",
+        "0",
+        "1",
+        "--methods",
+        "saeh",
+        "lsh",
+        "itq-pixels",
+        "--rerank",
+        "none",
+        "cosine",
+        "qe",
+        "--candidates",
+        "50",
+        "--out",
+        tmp_path,
+    )
+    bench(monkeypatch, capsys, *args)
+    records = json.loads((tmp_path / "results.json").read_text())
+    assert len(records) == 3 * 2 * 3  # methods x seeds x refinements
+    assert [REQUIRED - set(r) for r in records if not REQUIRED <= set(r)] == []
+    assert {r["method"] for r in records} == {"saeh", "lsh", "itq-pixels"}
+    assert {(r["rerank"], r["seed"]) for r in records} == {
+        (r, s) for r in ("none", "cosine", "qe") for s in (0, 1)
+    }
+    assert all(0.0 < r["map_all"] <= 1.0 and r["protocol"] == "holdout" for r in records)
+    saeh = [r for r in records if r["method"] == "saeh" and r["rerank"] == "none"]
+    assert saeh[0]["map_all"] > 0.5  # digits: far above chance (about 0.1)
+    table = (tmp_path / "results.md").read_text()
+    assert "## mAP@all" in table and "16 bits qe" in table and " ± " in table
+    assert len(list(tmp_path.glob("*.png"))) == 4
+
+    model = tmp_path / "runs" / "saeh-16b-seed0" / "model.safetensors"
+    stamp = model.stat().st_mtime_ns
+    with caplog.at_level("INFO"):
+        bench(monkeypatch, capsys, *args)
+    assert model.stat().st_mtime_ns == stamp  # nothing retrained
+    assert caplog.text.count("(saved)") == 6
+    assert json.loads((tmp_path / "results.json").read_text()) == records
