@@ -34,6 +34,7 @@ from hashsearch.study import (
     study_cells,
     study_from_names,
 )
+from hashsearch.study.tuning import tune_learning_rates
 
 app = typer.Typer(
     add_completion=False,
@@ -278,6 +279,11 @@ def bench(
     out: Annotated[Path, typer.Option(help="Study folder (resumes what it holds).")] = Path(
         "runs/study"
     ),
+    tune_lr: Annotated[
+        list[float] | None,
+        typer.Option(help="Choose each deep method's learning rate from these on validation."),
+    ] = None,
+    device: Device = None,
 ) -> None:
     """The comparative study: train, encode and evaluate every method x bits x seed, then
     write results.json, results.md and plots. Rerun to resume; finished cells are kept.
@@ -288,11 +294,21 @@ def bench(
     for name in rerankers:
         RERANKERS.get(name)  # an unknown name fails now, not after the first training run
     study = study_from_names(
-        preset, out, data, protocol, rerankers=rerankers, candidates=candidates, radius=radius
+        preset,
+        out,
+        data,
+        protocol,
+        rerankers=rerankers,
+        candidates=candidates,
+        radius=radius,
+        device=device or "cpu",
     )
-    cells = study_cells(
-        methods or CONTESTANTS.names(), bits or [16, 32, 48, 64], seeds or [0, 1, 2], seed_bits
-    )
+    contestants, seeds = methods or CONTESTANTS.names(), seeds or [0, 1, 2]
+    cells = study_cells(contestants, bits or [16, 32, 48, 64], seeds, seed_bits)
+    if tune_lr:
+        choices = tune_learning_rates(study, contestants, tune_lr, seed_bits, seeds[0])
+        study.learning_rates = {name: choice["lr"] for name, choice in choices.items()}
+        console.print(f"learning rates chosen on validation: {study.learning_rates}")
     console.print(
         f"[bold]bench[/bold]: {len(cells)} cells, preset {preset}, {study.protocol} -> {out}"
     )
@@ -305,7 +321,7 @@ def bench(
 
 # Options whose values may follow them space-separated (--bits 16 32 48): click wants the
 # flag repeated, so `expand_list_options` repeats it.
-LIST_OPTIONS = ("--bits", "--methods", "--rerank", "--seeds")
+LIST_OPTIONS = ("--bits", "--methods", "--rerank", "--seeds", "--tune-lr")
 
 
 def expand_list_options(argv: list[str]) -> list[str]:

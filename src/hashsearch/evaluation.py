@@ -59,7 +59,10 @@ def evaluate_retrieval(
         raise HashsearchError("the database split is empty; nothing to evaluate")
     signs_b = unpack_codes(database.codes, bits)
     active = {name: r for name, r in rerankers.items() if r is not None}
-    prepared = {name: r.prepare(database.features) for name, r in active.items()}
+    # Strategies that prepare features the same way share one prepared copy of the database.
+    by_method = {type(r).prepare: r for r in active.values()}
+    shared = {key: r.prepare(database.features) for key, r in by_method.items()}
+    prepared = {name: shared[type(r).prepare] for name, r in active.items()}
     chunk = chunk or max(1, CHUNK_ELEMENTS // max(1, len(database.codes)))
     stage1, refined = MetricAccumulator(), {name: MetricAccumulator() for name in active}
     candidate_set = CandidateSetAccumulator()

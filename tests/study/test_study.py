@@ -114,3 +114,20 @@ def test_bench_end_to_end_writes_results_and_resumes(tmp_path, monkeypatch, caps
     assert model.stat().st_mtime_ns == stamp  # nothing retrained
     assert caplog.text.count("(saved)") == 6
     assert json.loads((tmp_path / "results.json").read_text()) == records
+
+
+def test_learning_rates_are_chosen_on_validation_and_used_by_the_grid(tmp_path):
+    from hashsearch.study import study_from_names
+    from hashsearch.study.plan import Cell
+    from hashsearch.study.tuning import tune_learning_rates
+
+    study = study_from_names("tiny", tmp_path, None, None)
+    choices = tune_learning_rates(study, ["saeh", "lsh"], [0.002, 0.05], bits=16, seed=0)
+    assert set(choices) == {"saeh"}  # shallow methods have no learning rate
+    scores = choices["saeh"]["val_map_all"]
+    assert set(scores) == {"0.002", "0.05"}
+    assert choices["saeh"]["lr"] == float(max(scores, key=scores.get))
+    saved = json.loads((tmp_path / "tuning" / "choices.json").read_text())
+    assert saved == choices
+    study.learning_rates = {"saeh": choices["saeh"]["lr"]}
+    assert study.run_config(Cell("saeh", 16, 0)).train.lr == choices["saeh"]["lr"]

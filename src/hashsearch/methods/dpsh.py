@@ -8,8 +8,8 @@ theta_ij = 1/2 u_i^T u_j:
 Pairs are those of a batch (as in the paper's mini-batch training). The sums
 are means here, the likelihood over the B^2 pairs and the quantisation term
 over the B k code entries, so eta keeps its meaning across batch sizes and code
-lengths; the paper's eta = 10 belongs to its sums, so eta here is ours
-(0.1: docs/study.md says how it was chosen).
+lengths; the paper's eta = 10 belongs to its sums, so eta = 0.1 here is ours,
+not tuned yet (docs/study.md).
 """
 
 from __future__ import annotations

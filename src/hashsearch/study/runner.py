@@ -50,7 +50,11 @@ class Study:
     rerankers: list[str] = field(default_factory=lambda: ["none", "cosine"])
     candidates: int = 1000
     radius: int | None = None
-    _dataset: ImageDataset | None = None
+    device: str = "cpu"
+    # Per-contestant learning rates chosen on the validation split (`tuning.py`); a
+    # contestant not in here trains with the preset's.
+    learning_rates: dict[str, float] = field(default_factory=dict)
+    _dataset: ImageDataset | None = field(default=None, init=False, repr=False)
 
     def settings(self) -> dict[str, Any]:
         """What a cell's records depend on besides its run config (checked on reuse)."""
@@ -61,6 +65,7 @@ class Study:
             "candidates": self.candidates,
             "radius": self.radius,
             "protocol": self.protocol,
+            "learning_rates": self.learning_rates,
         }
 
     def run_config(self, cell: Cell) -> RunConfig:
@@ -75,6 +80,12 @@ class Study:
                 "method.params": contestant.params,
                 "method.bits": cell.bits,
                 "seed": cell.seed,
+                "train.device": self.device,
+                **(
+                    {"train.lr": self.learning_rates[cell.contestant]}
+                    if cell.contestant in self.learning_rates
+                    else {}
+                ),
             },
         )
 

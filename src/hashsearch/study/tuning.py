@@ -1,0 +1,45 @@
+"""Per-method learning rates chosen on the validation split, before the grid runs.
+
+One shared learning rate favours the method it was tuned for (SAEH's recipe). For
+each deep contestant this trains one cell (the study's budget, one code length,
+one seed) per candidate learning rate and keeps the rate with the best
+validation mAP, the same criterion that picks the epoch. The query split plays
+no part. Runs and choices are kept in OUT/tuning/, so a rerun reuses them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from hashsearch import api
+from hashsearch.config import with_overrides
+from hashsearch.study.contestants import CONTESTANTS
+from hashsearch.study.plan import Cell
+from hashsearch.study.runner import Study, write_json
+
+log = logging.getLogger(__name__)
+
+
+def tune_learning_rates(
+    study: Study, contestants: list[str], rates: list[float], bits: int, seed: int
+) -> dict[str, dict[str, Any]]:
+    """{contestant: {"lr": chosen, "val_map_all": {lr: best validation mAP}}} for deep ones."""
+    choices: dict[str, dict[str, Any]] = {}
+    for name in contestants:
+        if CONTESTANTS.get(name).kind != "deep":
+            continue
+        scores = {}
+        for lr in rates:
+            config = with_overrides(study.run_config(Cell(name, bits, seed)), {"train.lr": lr})
+            directory = study.out / "tuning" / f"{name}-{bits}b-seed{seed}-lr{lr:g}"
+            if api.finished_run(directory, config) is None:
+                api.train(config, directory, progress=False)
+            history = json.loads((directory / "metrics.json").read_text())["history"]
+            scores[f"{lr:g}"] = max(r["val_map_all"] for r in history if "val_map_all" in r)
+            log.info("tuning %s lr %g: validation mAP %.4f", name, lr, scores[f"{lr:g}"])
+        best = max(scores, key=lambda k: scores[k])
+        choices[name] = {"lr": float(best), "val_map_all": scores, "bits": bits, "seed": seed}
+    write_json(study.out / "tuning" / "choices.json", choices)
+    return choices
