@@ -118,8 +118,8 @@ PRESETS.register("dsh-paper")(
         "method.bits": 12,
         "train.batch_size": 200,
         "train.lr": 0.01,
-        "train.epochs": 30,
-        "train.eval_every": 5,
+        "train.epochs": 12,
+        "train.eval_every": 3,
         "train.augment": {"translate": 0, "flip": False},
     }
 )

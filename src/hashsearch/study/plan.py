@@ -40,8 +40,8 @@ STUDY_PRESETS.register("budget")(
         overrides={
             "backbone.widths": (32, 64, 64),
             "backbone.blocks": (0, 0, 0),
-            "train.epochs": 4,
-            "train.eval_every": 4,
+            "train.epochs": 3,
+            "train.eval_every": 3,
             "encode.flip_average": False,
         },
         queries_per_class=100,
@@ -49,6 +49,8 @@ STUDY_PRESETS.register("budget")(
 )
 # The fast preset for every method, all 10,000 queries: about 8 minutes a run.
 STUDY_PRESETS.register("full")(StudyPreset(base="fast"))
+# The DSH fidelity check: the DSH paper's network and protocol (presets.py, "dsh-paper").
+STUDY_PRESETS.register("dsh-paper")(StudyPreset(base="dsh-paper", protocol="dsh"))
 # Seconds on scikit-learn's 8x8 digits: for tests and a first look at the outputs.
 STUDY_PRESETS.register("tiny")(
     StudyPreset(

@@ -97,12 +97,23 @@ def cost_table(records: list[Record], methods: list[str], bits: list[int]) -> li
     return lines + [""]
 
 
+def line_styles(records: list[Record]) -> dict[str, dict[str, Any]]:
+    """One colour per method (20 distinct), dashed lines for the shallow baselines."""
+    kinds = {r["method"]: r.get("kind", "deep") for r in records}
+    palette = plt.get_cmap("tab20")
+    return {
+        m: {"color": palette(i % 20), "linestyle": "--" if kinds[m] == "shallow" else "-"}
+        for i, m in enumerate(kinds)
+    }
+
+
 def plots(records: list[Record], out: Path, focus_bits: int = 48) -> list[Path]:
     """mAP vs bits, PR and precision@k curves at `focus_bits`, refinement gains; the paths."""
     out.mkdir(parents=True, exist_ok=True)
     groups = grouped(records)
     methods, bits, reranks = (ordered(records, k) for k in ("method", "bits", "rerank"))
     focus = focus_bits if focus_bits in bits else bits[-1]
+    styles = line_styles(records)
     paths = []
 
     columns = min(3, len(reranks))
@@ -116,7 +127,7 @@ def plots(records: list[Record], out: Path, focus_bits: int = 48) -> list[Path]:
         for m in methods:
             xs = [b for b in bits if (m, b, rerank) in groups]
             ys = [statistics.mean(g["map_all"] for g in groups[(m, b, rerank)]) for b in xs]
-            ax.plot(xs, ys, marker="o", label=m)
+            ax.plot(xs, ys, marker="o", label=m, **styles[m])
         ax.set(title=f"refinement: {rerank}", xlabel="bits", xticks=bits)
     for ax in axes[:, 0]:
         ax.set_ylabel("mAP@all")
@@ -133,7 +144,7 @@ def plots(records: list[Record], out: Path, focus_bits: int = 48) -> list[Path]:
             group = groups.get((m, focus, stage))
             if group:
                 curve = group[0]["pr_curve"]
-                ax.plot(curve[x_key], curve[y_key], label=m)
+                ax.plot(curve[x_key], curve[y_key], label=m, **styles[m])
         if x_key == "cutoffs":
             ax.set_xscale("log")
         ax.set(

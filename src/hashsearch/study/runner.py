@@ -92,6 +92,10 @@ class Study:
     def cell_dir(self, cell: Cell) -> Path:
         return self.out / "runs" / cell.name
 
+    def tuning_dir(self, cell: Cell, lr: float) -> Path:
+        """Where `tuning.tune_learning_rates` trains `cell` at learning rate `lr`."""
+        return self.out / "tuning" / f"{cell.name}-lr{lr:g}"
+
     def done(self, cell: Cell) -> list[dict[str, Any]] | None:
         """The cell's saved records if it finished under these settings."""
         path = self.cell_dir(cell) / "records.json"
@@ -127,6 +131,9 @@ class Study:
     def _deep(self, cell: Cell) -> tuple[Encoded, Encoded, dict[str, Any]]:
         config = self.run_config(cell)
         directory = self.cell_dir(cell)
+        tuned = self.tuning_dir(cell, config.train.lr)
+        if not directory.exists() and tuned.is_dir() and api.finished_run(tuned, config):
+            directory = tuned  # learning-rate tuning already trained this very run
         run = api.finished_run(directory, config) or api.train(config, directory, progress=False)
         metrics = json.loads((directory / "metrics.json").read_text())
         history = metrics["history"]

@@ -32,8 +32,9 @@ def tune_learning_rates(
             continue
         scores = {}
         for lr in rates:
-            config = with_overrides(study.run_config(Cell(name, bits, seed)), {"train.lr": lr})
-            directory = study.out / "tuning" / f"{name}-{bits}b-seed{seed}-lr{lr:g}"
+            cell = Cell(name, bits, seed)
+            config = with_overrides(study.run_config(cell), {"train.lr": lr})
+            directory = study.tuning_dir(cell, lr)
             if api.finished_run(directory, config) is None:
                 api.train(config, directory, progress=False)
             history = json.loads((directory / "metrics.json").read_text())["history"]
