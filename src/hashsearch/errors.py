@@ -12,3 +12,7 @@ from __future__ import annotations
 
 class HashsearchError(Exception):
     """A user-facing error: bad input, a missing file, a damaged index, a bad option."""
+
+
+class TrainingDiverged(HashsearchError):
+    """A loss term became NaN or infinite: the weights are lost, so training stops."""

@@ -131,3 +131,24 @@ def test_learning_rates_are_chosen_on_validation_and_used_by_the_grid(tmp_path):
     assert saved == choices
     study.learning_rates = {"saeh": choices["saeh"]["lr"]}
     assert study.run_config(Cell("saeh", 16, 0)).train.lr == choices["saeh"]["lr"]
+
+
+def test_a_learning_rate_that_diverges_is_never_chosen(tmp_path, monkeypatch):
+    from hashsearch import api
+    from hashsearch.errors import TrainingDiverged
+    from hashsearch.study import study_from_names
+    from hashsearch.study.tuning import tune_learning_rates
+
+    real_train = api.train
+
+    def train(config, out, progress=True):
+        if config.train.lr == 0.05:
+            raise TrainingDiverged("training diverged: loss cls is not finite at step 3")
+        return real_train(config, out, progress)
+
+    monkeypatch.setattr(api, "train", train)
+    study = study_from_names("tiny", tmp_path, None, None)
+    choices = tune_learning_rates(study, ["saeh"], [0.05, 0.002], bits=16, seed=0)
+    assert choices["saeh"]["lr"] == 0.002 and choices["saeh"]["val_map_all"]["0.05"] is None
+    with pytest.raises(TrainingDiverged, match="every learning rate"):
+        tune_learning_rates(study, ["saeh"], [0.05], bits=16, seed=0)

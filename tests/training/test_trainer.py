@@ -76,3 +76,19 @@ def test_flip_only_when_configured():
     flipped = augment(images, AugmentConfig(translate=0, flip=True), g)
     mirrored = [torch.equal(f, x.flip(2)) for f, x in zip(flipped, images, strict=True)]
     assert any(mirrored) and not all(mirrored)
+
+
+def test_a_non_finite_loss_stops_training_with_a_clear_error(tmp_path, monkeypatch):
+    from hashsearch.errors import TrainingDiverged
+    from hashsearch.methods.saeh import SAEH
+
+    real = SAEH.losses
+
+    def exploding(self, x, targets, out):
+        terms = real(self, x, targets, out)
+        return {**terms, "cls": terms["cls"] * float("inf")}
+
+    monkeypatch.setattr(SAEH, "losses", exploding)
+    with pytest.raises(TrainingDiverged, match="loss cls is not finite at step 1; lower train.lr"):
+        api.train(tiny(), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "model.safetensors").exists()  # nothing half-written

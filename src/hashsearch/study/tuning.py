@@ -15,6 +15,7 @@ from typing import Any
 
 from hashsearch import api
 from hashsearch.config import with_overrides
+from hashsearch.errors import TrainingDiverged
 from hashsearch.study.contestants import CONTESTANTS
 from hashsearch.study.plan import Cell
 from hashsearch.study.runner import Study, write_json
@@ -35,12 +36,20 @@ def tune_learning_rates(
             cell = Cell(name, bits, seed)
             config = with_overrides(study.run_config(cell), {"train.lr": lr})
             directory = study.tuning_dir(cell, lr)
-            if api.finished_run(directory, config) is None:
-                api.train(config, directory, progress=False)
+            try:
+                if api.finished_run(directory, config) is None:
+                    api.train(config, directory, progress=False)
+            except TrainingDiverged as exc:
+                scores[f"{lr:g}"] = None  # a rate that diverges is never chosen
+                log.info("tuning %s lr %g: %s", name, lr, exc)
+                continue
             history = json.loads((directory / "metrics.json").read_text())["history"]
             scores[f"{lr:g}"] = max(r["val_map_all"] for r in history if "val_map_all" in r)
             log.info("tuning %s lr %g: validation mAP %.4f", name, lr, scores[f"{lr:g}"])
-        best = max(scores, key=lambda k: scores[k])
+        usable = {k: v for k, v in scores.items() if v is not None}
+        if not usable:
+            raise TrainingDiverged(f"{name} diverged at every learning rate in {rates}")
+        best = max(usable, key=lambda k: usable[k])
         choices[name] = {"lr": float(best), "val_map_all": scores, "bits": bits, "seed": seed}
     write_json(study.out / "tuning" / "choices.json", choices)
     return choices

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from hashsearch.config import TrainConfig
 from hashsearch.device import check_device
 from hashsearch.encoding import encode_images, forward_batches
+from hashsearch.errors import TrainingDiverged
 from hashsearch.evaluation import evaluate_retrieval
 from hashsearch.methods.base import HashingMethod
 from hashsearch.metrics import to_multi_hot
@@ -167,6 +168,12 @@ class Trainer:
         for idx in bar:
             method.progress = schedule.last_epoch / schedule.total_steps
             terms = self.train_step(method, images[idx], targets[idx], generator, optimizer)
+            bad = [name for name, value in terms.items() if not math.isfinite(value)]
+            if bad:
+                raise TrainingDiverged(
+                    f"training diverged: loss {', '.join(bad)} is not finite at step "
+                    f"{schedule.last_epoch + 1}; lower train.lr (now {self.config.lr:g})"
+                )
             schedule.step()
             done += 1
             for name, value in terms.items():
