@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hashsearch.config import BackboneConfig
+from hashsearch.errors import HashsearchError
 from hashsearch.registry import Registry
 
 BACKBONES: Registry[type[Backbone]] = Registry("backbone")
@@ -207,7 +208,9 @@ class DSHNet(Backbone):
 
     def __init__(self, in_channels: int, config: BackboneConfig) -> None:
         super().__init__()
-        c1, c2, c3 = config.widths if len(config.widths) == 3 else (32, 32, 64)
+        if len(config.widths) != 3:
+            raise HashsearchError(f"the dsh backbone has 3 conv layers; got widths {config.widths}")
+        c1, c2, c3 = config.widths
         self.convs = nn.Sequential(
             nn.Conv2d(in_channels, c1, 5, padding=2),
             nn.MaxPool2d(3, 2, ceil_mode=True),

@@ -72,8 +72,7 @@ def markdown(records: list[Record], title: str) -> str:
 
 def cost_table(records: list[Record], methods: list[str], bits: list[int]) -> list[str]:
     """Training time, stage-1 candidate recall and seeds per method and code length."""
-    stage1 = grouped(r for r in records if r["rerank"] == records[0]["rerank"])
-    first = records[0]["rerank"]
+    groups, first = grouped(records), records[0]["rerank"]
     lines = [
         "## Cost and candidate recall",
         "",
@@ -86,7 +85,7 @@ def cost_table(records: list[Record], methods: list[str], bits: list[int]) -> li
     for m in methods:
         cells = []
         for b in bits:
-            group = stage1.get((m, b, first), [])
+            group = groups.get((m, b, first), [])
             if not group:
                 cells.append("")
                 continue
