@@ -98,9 +98,21 @@ class TrainConfig(_Strict):
     epochs: PositiveInt = 10
     batch_size: Annotated[int, Field(ge=2)] = 256  # BatchNorm needs two items a batch
     lr: PositiveFloat = 0.1  # peak of the one-cycle schedule (SGD, Nesterov)
+    # "one-cycle": momentum falls from 0.95 to 0.85 while the learning rate rises and
+    # climbs back as it falls (PyTorch's OneCycleLR default, which every recipe in
+    # docs/recipe.md before round 3 used); `momentum` is then unused.
+    # "constant": `momentum` throughout.
+    momentum_schedule: Literal["one-cycle", "constant"] = "one-cycle"
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     weight_decay: NonNegativeFloat = 5e-4
     warmup_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    # Learning-rate multiplier for BatchNorm parameters, whose weight decay is divided by
+    # it so that their decay per step stays that of the other weights (airbench's 64x
+    # "bias scaler": BN shifts then keep pace with the scale-invariant convolutions).
+    norm_lr_scale: PositiveFloat = 1.0
+    # BatchNorm scales fixed at 1 (only the shifts train), as in airbench: with
+    # scale-invariant convolutions a trainable scale only adds a direction to drift in.
+    freeze_norm_scale: bool = False
     augment: AugmentConfig = AugmentConfig()
     eval_every: PositiveInt = 1  # validate every N epochs; the best validation mAP is kept
     val_retrieval_size: PositiveInt = 5000  # training items the validation queries search

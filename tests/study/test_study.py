@@ -152,3 +152,25 @@ def test_a_learning_rate_that_diverges_is_never_chosen(tmp_path, monkeypatch):
     assert choices["saeh"]["lr"] == 0.002 and choices["saeh"]["val_map_all"]["0.05"] is None
     with pytest.raises(TrainingDiverged, match="every learning rate"):
         tune_learning_rates(study, ["saeh"], [0.05], bits=16, seed=0)
+
+
+def test_a_cell_trained_before_tuning_keeps_its_run_and_the_tuned_rate_trains_beside_it(
+    tmp_path,
+):
+    from hashsearch.study import study_from_names
+    from hashsearch.study.plan import Cell
+    from hashsearch.study.tuning import tune_learning_rates
+
+    study = study_from_names("tiny", tmp_path, None, None)
+    cell = Cell("saeh", 16, 0)
+    first = study.run_cell(cell)  # the preset's shared learning rate
+    shared_lr = study.run_config(cell).train.lr
+    other = 0.002 if shared_lr != 0.002 else 0.01
+    choices = tune_learning_rates(study, ["saeh"], [shared_lr, other], bits=16, seed=0)
+    assert (tmp_path / "tuning" / f"{cell.name}-lr{other:g}" / "model.safetensors").is_file()
+    assert not (tmp_path / "tuning" / f"{cell.name}-lr{shared_lr:g}").exists()  # reused
+    study.learning_rates = {"saeh": other}
+    again = study.run_cell(cell)  # the grid at the other rate: no clash with the old run
+    assert again[0]["config"]["train"]["lr"] == other
+    assert first[0]["config"]["train"]["lr"] == shared_lr
+    assert set(choices["saeh"]["val_map_all"]) == {f"{shared_lr:g}", f"{other:g}"}

@@ -92,3 +92,48 @@ def test_a_non_finite_loss_stops_training_with_a_clear_error(tmp_path, monkeypat
     with pytest.raises(TrainingDiverged, match="loss cls is not finite at step 1; lower train.lr"):
         api.train(tiny(), tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / "model.safetensors").exists()  # nothing half-written
+
+
+def test_optimizer_groups_scale_batchnorm_rates_and_keep_their_decay_per_step():
+    from hashsearch.config import with_overrides
+    from hashsearch.methods import create_method
+
+    config = with_overrides(
+        tiny(),
+        {
+            "train.norm_lr_scale": 64.0,
+            "train.freeze_norm_scale": True,
+            "train.momentum_schedule": "constant",
+            "train.momentum": 0.8,
+            "train.lr": 0.1,
+            "train.weight_decay": 0.01,
+        },
+    )
+    method = create_method(config, num_classes=10, image_shape=(1, 8, 8))
+    optimizer, schedule = Trainer(config.train, 0)._optimizer(method, total_steps=10)
+    norms = [m for m in method.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms and all(not m.weight.requires_grad for m in norms)  # scales frozen at 1
+    other, norm = optimizer.param_groups
+    assert {id(p) for p in norm["params"]} == {id(m.bias) for m in norms}
+    assert norm["weight_decay"] * norm["initial_lr"] == pytest.approx(
+        other["weight_decay"] * other["initial_lr"]
+    )
+    assert norm["max_lr"] == pytest.approx(64 * other["max_lr"]) and other["max_lr"] == 0.1
+    for _ in range(5):
+        optimizer.step()
+        schedule.step()
+    assert all(group["momentum"] == 0.8 for group in optimizer.param_groups)
+
+
+def test_one_cycle_momentum_schedule_is_the_default():
+    from hashsearch.methods import create_method
+
+    config = tiny()
+    method = create_method(config, num_classes=10, image_shape=(1, 8, 8))
+    optimizer, schedule = Trainer(config.train, 0)._optimizer(method, total_steps=10)
+    assert len(optimizer.param_groups) == 2  # BatchNorm parameters in their own group
+    first = optimizer.param_groups[0]["momentum"]
+    for _ in range(2):
+        optimizer.step()
+        schedule.step()
+    assert optimizer.param_groups[0]["momentum"] < first  # cycles with the learning rate

@@ -26,6 +26,7 @@ from hashsearch.config import RunConfig
 from hashsearch.data.dataset import ImageDataset
 from hashsearch.data.protocols import class_of, make_splits, take_per_class
 from hashsearch.encoding import Encoded, encode_images
+from hashsearch.errors import HashsearchError
 from hashsearch.evaluation import evaluate_retrieval
 from hashsearch.presets import preset_config
 from hashsearch.shallow import SHALLOW_METHODS
@@ -96,6 +97,28 @@ class Study:
         """Where `tuning.tune_learning_rates` trains `cell` at learning rate `lr`."""
         return self.out / "tuning" / f"{cell.name}-lr{lr:g}"
 
+    def finished(self, cell: Cell, config: RunConfig) -> api.Run | None:
+        """`cell` trained with `config`, in its own folder or a learning-rate tuning one.
+
+        A folder that holds the cell at another learning rate (before tuning chose
+        this one) is passed over, not an error.
+        """
+        for directory in (self.cell_dir(cell), self.tuning_dir(cell, config.train.lr)):
+            try:
+                run = api.finished_run(directory, config)
+            except HashsearchError:
+                continue
+            if run is not None:
+                return run
+        return None
+
+    def train(self, cell: Cell, config: RunConfig) -> api.Run:
+        """Train `cell` into its own folder, or a tuning folder if that one is taken."""
+        directory = self.cell_dir(cell)
+        if (directory / "model.safetensors").is_file():
+            directory = self.tuning_dir(cell, config.train.lr)
+        return api.train(config, directory, progress=False)
+
     def done(self, cell: Cell) -> list[dict[str, Any]] | None:
         """The cell's saved records if it finished under these settings."""
         path = self.cell_dir(cell) / "records.json"
@@ -130,12 +153,8 @@ class Study:
 
     def _deep(self, cell: Cell) -> tuple[Encoded, Encoded, dict[str, Any]]:
         config = self.run_config(cell)
-        directory = self.cell_dir(cell)
-        tuned = self.tuning_dir(cell, config.train.lr)
-        if not directory.exists() and tuned.is_dir() and api.finished_run(tuned, config):
-            directory = tuned  # learning-rate tuning already trained this very run
-        run = api.finished_run(directory, config) or api.train(config, directory, progress=False)
-        metrics = json.loads((directory / "metrics.json").read_text())
+        run = self.finished(cell, config) or self.train(cell, config)
+        metrics = json.loads((run.directory / "metrics.json").read_text())
         history = metrics["history"]
         started = time.perf_counter()
         query, database = self.encoded(run, "query"), self.encoded(run, "database")
@@ -191,7 +210,7 @@ class Study:
         source = Cell(FEATURE_SOURCE, cell.bits, cell.seed)
         config = self.run_config(source)
         if contestant.vectors == "features":
-            run = api.finished_run(self.cell_dir(source), config)
+            run = self.finished(source, config)
             if run is None:
                 raise RuntimeError(f"the feature source {source.name} has not been trained")
             train, query, database = (self.encoded(run, s) for s in ("train", "query", "database"))

@@ -4,7 +4,8 @@ One shared learning rate favours the method it was tuned for (SAEH's recipe). Fo
 each deep contestant this trains one cell (the study's budget, one code length,
 one seed) per candidate learning rate and keeps the rate with the best
 validation mAP, the same criterion that picks the epoch. The query split plays
-no part. Runs and choices are kept in OUT/tuning/, so a rerun reuses them.
+no part. Runs are kept (the grid's cell reuses the one at the chosen rate) and choices
+go to OUT/tuning/choices.json, so a rerun reuses them.
 """
 
 from __future__ import annotations
@@ -35,15 +36,13 @@ def tune_learning_rates(
         for lr in rates:
             cell = Cell(name, bits, seed)
             config = with_overrides(study.run_config(cell), {"train.lr": lr})
-            directory = study.tuning_dir(cell, lr)
             try:
-                if api.finished_run(directory, config) is None:
-                    api.train(config, directory, progress=False)
+                run = study.finished(cell, config) or study.train(cell, config)
             except TrainingDiverged as exc:
                 scores[f"{lr:g}"] = None  # a rate that diverges is never chosen
                 log.info("tuning %s lr %g: %s", name, lr, exc)
                 continue
-            history = json.loads((directory / "metrics.json").read_text())["history"]
+            history = json.loads((run.directory / "metrics.json").read_text())["history"]
             scores[f"{lr:g}"] = max(r["val_map_all"] for r in history if "val_map_all" in r)
             log.info("tuning %s lr %g: validation mAP %.4f", name, lr, scores[f"{lr:g}"])
         usable = {k: v for k, v in scores.items() if v is not None}

@@ -186,8 +186,17 @@ class Trainer:
 
     def _optimizer(self, method: HashingMethod, total_steps: int) -> tuple[Any, Any]:
         cfg = self.config
+        norm_params, other_params = _split_norm_parameters(method, cfg.freeze_norm_scale)
+        groups = [
+            {"params": other_params},
+            {
+                "params": norm_params,
+                "lr": cfg.lr * cfg.norm_lr_scale,
+                "weight_decay": cfg.weight_decay / cfg.norm_lr_scale,
+            },
+        ]
         optimizer = torch.optim.SGD(
-            method.parameters(),
+            [group for group in groups if group["params"]],
             lr=cfg.lr,
             momentum=cfg.momentum,
             nesterov=True,
@@ -195,10 +204,11 @@ class Trainer:
         )
         schedule = torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
-            max_lr=cfg.lr,
+            max_lr=[group["lr"] for group in optimizer.param_groups],
             total_steps=max(2, total_steps),
             pct_start=cfg.warmup_fraction,
             anneal_strategy="linear",
+            cycle_momentum=cfg.momentum_schedule == "one-cycle",
         )
         return optimizer, schedule
 
@@ -251,6 +261,26 @@ class Trainer:
                 return None
             hits += float(truth[rows].gather(1, logits.argmax(dim=1, keepdim=True).cpu()).sum())
         return hits / max(1, len(data.val_images))
+
+
+def _split_norm_parameters(
+    method: HashingMethod, freeze_scale: bool
+) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+    """Trainable BatchNorm parameters and all other trainable ones (optimiser groups).
+
+    With `freeze_scale` the BatchNorm weights stop training (they stay at 1).
+    """
+    norm_ids: set[int] = set()
+    for module in method.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.affine:
+            if freeze_scale:
+                module.weight.requires_grad_(False)
+            norm_ids.update(id(p) for p in module.parameters())
+    trainable = [p for p in method.parameters() if p.requires_grad]
+    return (
+        [p for p in trainable if id(p) in norm_ids],
+        [p for p in trainable if id(p) not in norm_ids],
+    )
 
 
 def _state_copy(method: HashingMethod) -> dict[str, torch.Tensor]:
