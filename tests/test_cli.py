@@ -14,6 +14,7 @@ from hashsearch.cli import main
 from hashsearch.encoding import Encoded
 from hashsearch.evaluation import evaluate_retrieval
 from hashsearch.index import HashIndex
+from hashsearch.index.store import current_version
 
 TINY = [
     "--set",
@@ -215,13 +216,13 @@ def test_bad_inputs_give_one_line_errors(trained_run, query_images, tmp_path, ca
     corrupt.write_bytes(b"definitely not a jpeg")
     code, _, err = run_cli(capsys, monkeypatch, "search", "--index", tmp_path / "ix", corrupt)
     one_line_error(code, err, "corrupt.jpg")
-    with open(tmp_path / "ix" / "codes.faiss", "r+b") as f:
-        f.seek(40)
+    with open(current_version(tmp_path / "ix") / "codes.npy", "r+b") as f:
+        f.seek(-3, 2)
         f.write(b"\x00\x01\x02")
     code, _, err = run_cli(
         capsys, monkeypatch, "search", "--index", tmp_path / "ix", query_images[0]
     )
-    one_line_error(code, err, "codes.faiss", "damaged")
+    one_line_error(code, err, "codes.npy", "damaged")
 
 
 def test_more_bad_inputs(trained_run, query_images, tmp_path, capsys, monkeypatch):
@@ -236,7 +237,9 @@ def test_more_bad_inputs(trained_run, query_images, tmp_path, capsys, monkeypatc
     code, _, err = run_cli(capsys, monkeypatch, "evaluate", "--run", trained_run, "--radius", "-1")
     one_line_error(code, err, "--radius")
 
-    HashIndex.load(tmp_path / "ix").save(tmp_path / "bare")  # an index without its model
+    bare = HashIndex.load(tmp_path / "ix")
+    bare.model_dir = None  # saved again, a loaded index keeps its model; this one drops it
+    bare.save(tmp_path / "bare")
     code, _, err = run_cli(
         capsys, monkeypatch, "search", "--index", tmp_path / "bare", query_images[0]
     )
@@ -276,3 +279,34 @@ def test_more_bad_inputs(trained_run, query_images, tmp_path, capsys, monkeypatc
         "cpu",
     )
     assert code == 0 and (tmp_path / "new" / "q.npz").is_file(), err
+
+
+def test_index_add_and_remove_keep_the_index_searchable(
+    trained_run, query_images, tmp_path, capsys, monkeypatch
+):
+    ix = tmp_path / "ix"
+    code, _, err = run_cli(
+        capsys, monkeypatch, "index", "--run", trained_run, "--out", ix, "--features", "int8"
+    )
+    assert code == 0 and "SQ8" in err
+    before = HashIndex.load(ix)
+    assert before.codec.name == "SQ8"
+    code, _, err = run_cli(
+        capsys, monkeypatch, "index-add", "--index", ix, "--label", "1", *query_images
+    )
+    assert code == 0, err
+    added = HashIndex.load(ix)
+    assert len(added) == len(before) + 2 and added.ids[-2:] == [str(p) for p in query_images]
+    assert added.labels[-1] == 1 and added.model_dir is not None
+    search = ("search", "--index", ix, query_images[0], "--candidates", "100000", "--json")
+    code, out, _ = run_cli(capsys, monkeypatch, *search)  # every item re-ranked: itself first
+    assert code == 0 and json.loads(out)[0]["results"][0]["id"] == str(query_images[0])
+    code, _, err = run_cli(capsys, monkeypatch, "index-remove", "--index", ix, str(query_images[0]))
+    assert code == 0 and len(HashIndex.load(ix)) == len(before) + 1
+    code, _, err = run_cli(capsys, monkeypatch, "index-remove", "--index", ix, "no-such-id")
+    one_line_error(code, err, "no-such-id", "nothing removed")
+    code, _, err = run_cli(
+        capsys, monkeypatch, "index-add", "--index", ix, "--label", "99", query_images[1]
+    )
+    one_line_error(code, err, "label 99", "classes")
+    assert len(HashIndex.load(ix)) == len(before) + 1  # failed commands changed nothing

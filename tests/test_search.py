@@ -62,7 +62,7 @@ def test_stage2_reorders_candidates_by_cosine():
     stage1 = two_stage_search(index, q_codes, q_feat, top=10, candidates=10, rerank="none")[0]
     assert sorted(hits.items.tolist()) == sorted(stage1.items.tolist())
     unit = q_feat[0] / np.linalg.norm(q_feat[0])
-    items = index.features[hits.items]
+    items = index.features(hits.items)
     expected_scores = items @ unit / np.linalg.norm(items, axis=1)
     assert np.allclose(hits.scores, expected_scores, atol=1e-6)
     assert np.all(np.diff(hits.scores) <= 1e-7)

@@ -28,6 +28,7 @@ from hashsearch.encoding import Encoded, encode_images
 from hashsearch.errors import HashsearchError
 from hashsearch.evaluation import evaluate_retrieval
 from hashsearch.index import HashIndex
+from hashsearch.index.features import DEFAULT_PQ_BYTES
 from hashsearch.methods import create_method
 from hashsearch.run import Run, load_run, save_run
 from hashsearch.search import Hits, two_stage_search
@@ -164,9 +165,17 @@ def save_encoded(encoded: Encoded, ids: list[str], path: Path) -> Path:
 
 
 def build_index(
-    run: Run, out: Path, split: str = "database", data_path: str | None = None
+    run: Run,
+    out: Path,
+    split: str = "database",
+    data_path: str | None = None,
+    features: str = "auto",
+    pq_bytes: int = DEFAULT_PQ_BYTES,
 ) -> HashIndex:
-    """Encode a split (the database by default) and save it as an index directory."""
+    """Encode a split (the database by default) and save it as an index directory.
+
+    `features` is how re-rank features are stored (`hashsearch.index.features`).
+    """
     encoded, ids = encode_split(run, split, data_path)
     index = HashIndex.build(
         encoded,
@@ -179,9 +188,54 @@ def build_index(
             "protocol": run.config.data.protocol,
             "hashsearch_version": __version__,
         },
+        features=features,
+        pq_bytes=pq_bytes,
     )
     index.save(out, model_dir=run.directory)
     return index
+
+
+def index_model(index: HashIndex, index_dir: Path) -> Run:
+    """The model an index's items were encoded with (queries and new items need it)."""
+    if index.model_dir is None:
+        raise HashsearchError(
+            f"index {index_dir} holds no model to encode images with; "
+            "rebuild it with `hashsearch index --run RUN`"
+        )
+    return load_run(index.model_dir)
+
+
+def encode_files(run: Run, images: list[Path]) -> Encoded:
+    """Image files encoded by `run`'s model, converted as its training images were."""
+    shape = tuple(run.meta["image_shape"])
+    pixels = np.stack([load_query_image(path, shape) for path in images])
+    return encode_images(run.model, pixels, np.zeros(len(images), np.int64))
+
+
+def add_to_index(index_dir: Path, images: list[Path], labels: list[int]) -> HashIndex:
+    """Encode image files with the index's model and add them (ids: their paths); saved."""
+    index = HashIndex.load(index_dir)
+    classes = index.info.get("classes", [])
+    bad = [label for label in labels if not 0 <= label < max(1, len(classes))]
+    if bad:
+        raise HashsearchError(
+            f"label {bad[0]} is out of range; the index has {len(classes)} classes"
+        )
+    if np.asarray(index.labels).ndim != 1:
+        raise HashsearchError(f"index {index_dir} is multi-label; adding files needs one label")
+    encoded = encode_files(index_model(index, index_dir), images)
+    encoded = Encoded(encoded.codes, encoded.features, np.asarray(labels, np.int64))
+    index.add(encoded, [str(path) for path in images])
+    index.save(index_dir)
+    return index
+
+
+def remove_from_index(index_dir: Path, ids: list[str]) -> int:
+    """Remove items by id from a saved index; how many were removed."""
+    index = HashIndex.load(index_dir)
+    removed = index.remove(ids)
+    index.save(index_dir)
+    return removed
 
 
 def evaluate(
@@ -235,15 +289,7 @@ def search_images(
 ) -> list[dict[str, Any]]:
     """Two-stage search of an index directory with query image files; JSON-ready results."""
     index = HashIndex.load(index_dir)
-    if not (index_dir / "model" / "run.json").is_file():
-        raise HashsearchError(
-            f"index {index_dir} holds no model to encode queries with; "
-            "rebuild it with `hashsearch index --run RUN`"
-        )
-    run = load_run(index_dir / "model")
-    shape = tuple(run.meta["image_shape"])
-    pixels = np.stack([load_query_image(path, shape) for path in images])
-    query = encode_images(run.model, pixels, np.zeros(len(images), np.int64))
+    query = encode_files(index_model(index, index_dir), images)
     found = two_stage_search(index, query.codes, query.features, top, candidates, radius, rerank)
     return [
         {"query": str(path), "results": hits_as_dicts(index, hits)}

@@ -49,6 +49,16 @@ def _names(names: list[str] | tuple[str, ...]) -> str:
     return ", ".join(names)
 
 
+class FeatureForm(StrEnum):
+    """How an index stores re-rank features (hashsearch.index.features)."""
+
+    auto = "auto"
+    float32 = "float32"
+    float16 = "float16"
+    int8 = "int8"
+    pq = "pq"
+
+
 class Split(StrEnum):
     train = "train"
     val = "val"
@@ -157,10 +167,42 @@ def index(
     split: Annotated[Split, typer.Option(help="Which split to index.")] = Split.database,
     data: DataPath = None,
     device: Device = None,
+    features: Annotated[
+        FeatureForm,
+        typer.Option(help="Re-rank feature storage; auto: pq for 4,096+ items, else float32."),
+    ] = FeatureForm.auto,
+    pq_bytes: Annotated[int, typer.Option(help="Bytes per item of pq features.")] = 32,
 ) -> None:
     """Build a searchable index directory from a split (the database by default)."""
-    built = api.build_index(open_run(run, device), out, split.value, data)
-    console.print(f"indexed {len(built)} items ({built.bits} bits) in {out}")
+    built = api.build_index(open_run(run, device), out, split.value, data, features.value, pq_bytes)
+    console.print(
+        f"indexed {len(built)} items ({built.bits} bits, {built.codec.code_size} bytes of "
+        f"{built.codec.name} re-rank features each) in {out}"
+    )
+
+
+IndexDir = Annotated[Path, typer.Option("--index", help="Index directory.")]
+
+
+@app.command("index-add")
+def index_add(
+    images: Annotated[list[Path], typer.Argument(help="Image files to add (ids: their paths).")],
+    index: IndexDir,
+    label: Annotated[int, typer.Option(help="Class number of the added images.")],
+) -> None:
+    """Add image files to an index, encoded with its model; saved atomically."""
+    updated = api.add_to_index(index, images, [label] * len(images))
+    console.print(f"added {len(images)} items; {index} holds {len(updated)}")
+
+
+@app.command("index-remove")
+def index_remove(
+    ids: Annotated[list[str], typer.Argument(help="Ids of the items to remove.")],
+    index: IndexDir,
+) -> None:
+    """Remove items from an index by id; saved atomically."""
+    removed = api.remove_from_index(index, ids)
+    console.print(f"removed {removed} items from {index}")
 
 
 @app.command()

@@ -55,7 +55,8 @@ def stage1(
     """Per query (hamming, items) in Hamming order, ties broken by item order."""
     if radius is None:
         distances, items = index.faiss_index.search(codes, min(candidates, len(index)))
-        return [(d, i) for d, i in zip(distances, items, strict=True)]
+        # an approximate FAISS index pads a short list with -1
+        return [(d[i >= 0], i[i >= 0]) for d, i in zip(distances, items, strict=True)]
     lims, distances, items = index.faiss_index.range_search(codes, radius + 1)
     found = []
     for q in range(len(codes)):
@@ -84,10 +85,10 @@ def two_stage_search(
     """
     reranker = RERANKERS.get(rerank)
     check_search_args(candidates, radius, top)
-    if codes.shape[1] * 8 != index.bits or features.shape[1:] != index.features.shape[1:]:
+    if codes.shape[1] * 8 != index.bits or features.shape[1:] != (index.feature_dim,):
         raise HashsearchError(
             f"queries ({codes.shape[1] * 8} bits, features {features.shape[1:]}) do not match "
-            f"the index ({index.bits} bits, features {index.features.shape[1:]})"
+            f"the index ({index.bits} bits, features ({index.feature_dim},))"
         )
     if len(index) == 0:
         raise HashsearchError("the index is empty; build it from a split that has items")
@@ -96,7 +97,7 @@ def two_stage_search(
         hamming, items = hamming.astype(np.int64), items.astype(np.int64)
         scores = None
         if reranker is not None and len(items):
-            prepared = reranker.prepare(index.features[items])
+            prepared = reranker.prepare(index.features(items))
             everyone = np.ones((1, len(items)), bool)
             scores = reranker.score(
                 features[q : q + 1], prepared, hamming[None], everyone, index.bits

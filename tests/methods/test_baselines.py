@@ -103,6 +103,17 @@ def test_csq_loss_hand_computed():
     assert model.item_centres(torch.tensor([[1.0, 1.0]])).tolist() == [[1.0, 1.0]]
 
 
+def test_csq_gradient_survives_saturated_codes():
+    """tanh(12) is exactly 1 in float32; the centre loss must still pull a wrong bit back."""
+    model = method("csq", bits=2, lambda_quant=0.0)
+    model.centres = torch.tensor([[1.0, -1.0], [1.0, 1.0]])
+    h = torch.tensor([[-12.0, 12.0]], requires_grad=True)  # both bits wrong for class 0
+    centre = model.losses(None, torch.tensor([[1.0, 0.0]]), EncoderOutput(h, h))["centre"]
+    centre.backward()
+    assert torch.isfinite(centre) and centre.item() == pytest.approx(24.0, rel=1e-4)
+    assert h.grad[0, 0] < -0.9 and h.grad[0, 1] > 0.9  # d/dh = 2 (sigmoid(2h) - c) / 2
+
+
 def test_greedyhash_classifies_the_sign_and_passes_its_gradient_unchanged():
     model = method("greedyhash", bits=8, alpha=0.0)
     h = torch.tensor([[0.3, -0.2, 0.1, 0.4, -0.5, 0.2, 0.7, -0.1]], requires_grad=True)

@@ -1,13 +1,22 @@
-"""The on-disk index: a directory that holds everything a search needs.
+"""The on-disk index: a directory that holds everything a search needs, saved atomically.
 
     INDEX/
-      manifest.json     format version, bits, method, counts, sha256 of every file
-      codes.faiss       FAISS binary index (IndexBinaryFlat) over packed uint8 codes
-      features.npy      (N, D) float32 re-rank features, as the encoder gave them
-      labels.npy        (N,) int64 or (N, K) multi-hot
-      ids.json          N item ids (paths inside the source data set)
-      model/            the run's config.yaml, run.json and model.safetensors, so that
-                        queries are encoded exactly as the indexed items were
+      CURRENT             the name of the live version folder, replaced atomically
+      v-<stamp>/          one complete version of the index:
+        manifest.json     format version, bits, method, counts, feature codec, sha256 of files
+        codes.npy         (N, bits / 8) uint8 packed binary codes (FAISS IndexBinaryFlat at load)
+        features.npy      (N, code size) uint8 re-rank features in the codec's form
+        features.codec    the trained FAISS feature codec (`hashsearch.index.features`)
+        labels.npy        (N,) int64 or (N, K) multi-hot
+        ids.json          N item ids (unique)
+        model/            the run's config.yaml, run.json and model.safetensors, so that
+                          queries are encoded exactly as the indexed items were
+
+A save writes a new version folder under a temporary name, fsyncs every file
+and the folder, renames it into place, then replaces CURRENT by the rename of a
+fsynced temporary file: a crash at any moment leaves CURRENT naming either the
+old or the new complete version, never a half-written one. Older versions are
+removed afterwards (a reader that still maps them keeps its open files).
 
 Files are checked against the manifest before anything parses them, so a
 damaged or foreign directory fails with a clear message instead of a crash.
@@ -17,7 +26,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import time
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,13 +40,15 @@ import numpy as np
 
 from hashsearch.encoding import Encoded
 from hashsearch.errors import HashsearchError
+from hashsearch.index.features import DEFAULT_PQ_BYTES, FeatureCodec
 from hashsearch.run import RUN_FILES
 
 FORMAT = "hashsearch-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 BACKEND = "IndexBinaryFlat"
-DATA_FILES = ("codes.faiss", "features.npy", "labels.npy", "ids.json")
-REQUIRED_KEYS = ("bits", "count", "feature_dim", "backend", "files")
+DATA_FILES = ("codes.npy", "features.npy", "features.codec", "labels.npy", "ids.json")
+REQUIRED_KEYS = ("bits", "count", "feature_dim", "feature_codec", "backend", "files")
+CURRENT = "CURRENT"
 
 
 def sha256_of(path: Path) -> str:
@@ -43,34 +58,61 @@ def sha256_of(path: Path) -> str:
 
 @dataclass
 class HashIndex:
-    """Binary codes in a FAISS index plus the features, labels and ids of the same items.
+    """Binary codes in a FAISS index plus the re-rank features, labels and ids of the same items.
 
     Attributes:
         faiss_index: a `faiss.IndexBinaryFlat` holding the packed codes.
-        features: (N, D) float32 re-rank features.
+        feature_codes: (N, code size) uint8 re-rank features in `codec`'s form.
+        codec: the trained feature codec (float32, float16, int8 or PQ).
         labels: (N,) int64 or (N, K) multi-hot.
-        ids: N item ids.
+        ids: N unique item ids.
         info: manifest fields (bits, method, classes, ...).
+        model_dir: the model the items were encoded with, when the index holds one.
     """
 
     faiss_index: Any
-    features: np.ndarray
+    feature_codes: np.ndarray
+    codec: FeatureCodec
     labels: np.ndarray
     ids: list[str]
     info: dict[str, Any]
+    model_dir: Path | None = None
 
     @classmethod
-    def build(cls, encoded: Encoded, ids: list[str], info: dict[str, Any]) -> HashIndex:
-        """Index encoded items; `info` goes into the manifest (method, classes, ...)."""
-        assert len(encoded.codes) == len(ids), (len(encoded.codes), len(ids))
+    def build(
+        cls,
+        encoded: Encoded,
+        ids: Sequence[str],
+        info: dict[str, Any],
+        features: str = "auto",
+        pq_bytes: int = DEFAULT_PQ_BYTES,
+    ) -> HashIndex:
+        """Index encoded items; `info` goes into the manifest (method, classes, ...).
+
+        `features` picks how re-rank features are stored (`hashsearch.index.features`).
+        """
+        if len(encoded.codes) != len(ids):
+            raise HashsearchError(f"{len(encoded.codes)} codes but {len(ids)} ids")
+        check_unique(list(ids))
+        codec = FeatureCodec.fit(np.asarray(encoded.features), features, pq_bytes)
         faiss_index = faiss.IndexBinaryFlat(encoded.codes.shape[1] * 8)
         faiss_index.add(np.ascontiguousarray(encoded.codes, dtype=np.uint8))
-        features = np.ascontiguousarray(encoded.features, dtype=np.float32)
-        return cls(faiss_index, features, np.asarray(encoded.labels), list(ids), dict(info))
+        return cls(
+            faiss_index,
+            codec.encode(encoded.features),
+            codec,
+            np.asarray(encoded.labels),
+            list(ids),
+            dict(info),
+        )
 
     @property
     def bits(self) -> int:
         return int(self.faiss_index.d)
+
+    @property
+    def feature_dim(self) -> int:
+        return self.codec.dim
 
     def __len__(self) -> int:
         return int(self.faiss_index.ntotal)
@@ -80,22 +122,85 @@ class HashIndex:
         flat = faiss.vector_to_array(self.faiss_index.xb)
         return flat.reshape(len(self), self.bits // 8)
 
+    def features(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Re-rank features (unit length) of `rows` (all items if None), decoded to float32."""
+        codes = self.feature_codes if rows is None else self.feature_codes[rows]
+        return self.codec.decode(np.asarray(codes))
+
     def encoded(self) -> Encoded:
         """The indexed items as `Encoded`, e.g. to evaluate without encoding them again."""
-        return Encoded(self.codes(), self.features, self.labels)
+        return Encoded(self.codes(), self.features(), np.asarray(self.labels))
 
-    def save(self, directory: Path, model_dir: Path | None = None) -> None:
-        """Write the index; the model files of run `model_dir` are copied in for queries."""
+    # -- lifecycle ----------------------------------------------------------------
+
+    def add(self, encoded: Encoded, ids: Sequence[str]) -> None:
+        """Append items; their features go through the index's trained codec."""
+        ids = list(ids)
+        if len(encoded.codes) != len(ids):
+            raise HashsearchError(f"{len(encoded.codes)} codes but {len(ids)} ids")
+        if encoded.codes.shape[1] * 8 != self.bits or encoded.features.shape[1:] != (
+            self.feature_dim,
+        ):
+            raise HashsearchError(
+                f"items of {encoded.codes.shape[1] * 8} bits and features "
+                f"{encoded.features.shape[1:]} do not fit the index ({self.bits} bits, "
+                f"features ({self.feature_dim},)); encode them with the index's model"
+            )
+        labels = np.asarray(encoded.labels)
+        if labels.shape[1:] != np.asarray(self.labels).shape[1:]:
+            raise HashsearchError(
+                f"labels of shape {labels.shape[1:]} do not match the index's "
+                f"{np.asarray(self.labels).shape[1:]}"
+            )
+        check_unique(self.ids + ids)
+        self.faiss_index.add(np.ascontiguousarray(encoded.codes, dtype=np.uint8))
+        self.feature_codes = np.concatenate(
+            [self.feature_codes, self.codec.encode(encoded.features)]
+        )
+        self.labels = np.concatenate([np.asarray(self.labels), labels])
+        self.ids += ids
+
+    def remove(self, ids: Sequence[str]) -> int:
+        """Remove items by id, keeping the order of the rest; refuses unknown ids."""
+        position = {item: i for i, item in enumerate(self.ids)}
+        unknown = [item for item in ids if item not in position]
+        if unknown:
+            raise HashsearchError(
+                f"{len(unknown)} id(s) not in the index, e.g. {unknown[0]!r}; nothing removed"
+            )
+        drop = np.zeros(len(self), bool)
+        drop[[position[item] for item in ids]] = True
+        selector = faiss.IDSelectorBatch(np.flatnonzero(drop).astype(np.int64))
+        self.faiss_index.remove_ids(selector)
+        keep = ~drop
+        self.feature_codes = np.asarray(self.feature_codes)[keep]
+        self.labels = np.asarray(self.labels)[keep]
+        self.ids = [item for item, k in zip(self.ids, keep, strict=True) if k]
+        return int(drop.sum())
+
+    # -- saving and loading -------------------------------------------------------------
+
+    def save(self, directory: Path, model_dir: Path | None = None) -> Path:
+        """Write the index as a new version of `directory`, atomically; the version folder.
+
+        The model files of run `model_dir` (or the index's own model) are copied in so
+        that queries can be encoded.
+        """
         directory.mkdir(parents=True, exist_ok=True)
-        faiss.write_index_binary(self.faiss_index, str(directory / "codes.faiss"))
-        np.save(directory / "features.npy", self.features)
-        np.save(directory / "labels.npy", self.labels)
-        (directory / "ids.json").write_text(json.dumps(self.ids))
+        model_dir = model_dir or self.model_dir
+        stamp = f"v-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        staging = directory / f".tmp-{stamp}"
+        staging.mkdir()
+        np.save(staging / "codes.npy", self.codes())
+        np.save(staging / "features.npy", np.ascontiguousarray(self.feature_codes))
+        (staging / "features.codec").write_bytes(self.codec.serialize().tobytes())
+        np.save(staging / "labels.npy", np.asarray(self.labels))
+        (staging / "ids.json").write_text(json.dumps(self.ids))
         names = list(DATA_FILES)
         if model_dir is not None:
-            (directory / "model").mkdir(exist_ok=True)
+            (staging / "model").mkdir()
             for name in RUN_FILES:
-                shutil.copyfile(model_dir / name, directory / "model" / name)
+                shutil.copyfile(model_dir / name, staging / "model" / name)
             names += [f"model/{name}" for name in RUN_FILES]
         manifest = {
             "format": FORMAT,
@@ -103,44 +208,111 @@ class HashIndex:
             **self.info,
             "bits": self.bits,
             "count": len(self),
-            "feature_dim": int(self.features.shape[1]),
-            "backend": type(self.faiss_index).__name__,
-            "files": {name: sha256_of(directory / name) for name in names},
+            "feature_dim": self.feature_dim,
+            "feature_codec": self.codec.name,
+            "feature_bytes": self.codec.code_size,
+            "backend": BACKEND,
+            "files": {name: sha256_of(staging / name) for name in names},
         }
-        (directory / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        for path in staging.rglob("*"):
+            fsync(path)
+        fsync(staging)
+        version = directory / stamp
+        staging.rename(version)
+        fsync(directory)
+        pointer = directory / f".tmp-{stamp}-{CURRENT}"
+        pointer.write_text(stamp + "\n")
+        fsync(pointer)
+        os.replace(pointer, directory / CURRENT)  # the commit point
+        fsync(directory)
+        self.model_dir = version / "model" if model_dir is not None else None
+        for old in directory.iterdir():
+            if old.name not in (stamp, CURRENT) and (old.name.startswith(("v-", ".tmp-"))):
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
+        return version
 
     @classmethod
-    def load(cls, directory: Path) -> HashIndex:
-        """Read an index directory, refusing a damaged, foreign or inconsistent one."""
-        manifest = read_manifest(directory)
-        faiss_index = faiss.read_index_binary(str(directory / "codes.faiss"))
-        features = np.load(directory / "features.npy", allow_pickle=False)
-        labels = np.load(directory / "labels.npy", allow_pickle=False)
-        ids = json.loads((directory / "ids.json").read_text())
-        counts = {faiss_index.ntotal, len(features), len(labels), len(ids), manifest["count"]}
-        shape_ok = faiss_index.d == manifest["bits"] and features.shape[1:] == (
-            manifest["feature_dim"],
+    def load(cls, directory: Path, mmap: bool = True) -> HashIndex:
+        """Read an index directory, refusing a damaged, foreign or inconsistent one.
+
+        With `mmap` the re-rank features and labels are memory-mapped, not read.
+        """
+        version = current_version(directory)
+        manifest = read_manifest(directory, version)
+        mode = "r" if mmap else None
+        codes = np.load(version / "codes.npy", allow_pickle=False)
+        feature_codes = np.load(version / "features.npy", mmap_mode=mode, allow_pickle=False)
+        labels = np.load(version / "labels.npy", mmap_mode=mode, allow_pickle=False)
+        ids = json.loads((version / "ids.json").read_text())
+        codec = FeatureCodec.deserialize(
+            np.frombuffer((version / "features.codec").read_bytes(), np.uint8)
         )
-        if len(counts) != 1 or not shape_ok or type(faiss_index).__name__ != BACKEND:
+        counts = {len(codes), len(feature_codes), len(labels), len(ids), manifest["count"]}
+        shape_ok = (
+            codes.ndim == 2
+            and codes.shape[1] * 8 == manifest["bits"]
+            and codec.dim == manifest["feature_dim"]
+            and codec.name == manifest["feature_codec"]
+            and feature_codes.shape[1:] == (codec.code_size,)
+        )
+        if len(counts) != 1 or not shape_ok:
             raise HashsearchError(
                 f"index {directory} is inconsistent with its manifest; "
                 "rebuild it with `hashsearch index`"
             )
+        faiss_index = faiss.IndexBinaryFlat(manifest["bits"])
+        faiss_index.add(np.ascontiguousarray(codes, dtype=np.uint8))
         info = {k: v for k, v in manifest.items() if k not in ("files", "format")}
-        return cls(faiss_index, features, labels, ids, info)
+        model_dir = version / "model" if (version / "model" / "run.json").is_file() else None
+        return cls(faiss_index, feature_codes, codec, labels, ids, info, model_dir)
 
 
-def read_manifest(directory: Path) -> dict[str, Any]:
-    """The manifest, after checking format, version, fields and every file's checksum."""
-    path = directory / "manifest.json"
-    if not path.is_file():
-        raise HashsearchError(f"{directory} is not a hashsearch index (no manifest.json)")
+def check_unique(ids: list[str]) -> None:
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        duplicate = next(item for item in ids if item in seen or seen.add(item))
+        raise HashsearchError(f"item id {duplicate!r} occurs twice; ids must be unique")
+
+
+def fsync(path: Path) -> None:
+    """Flush a file or folder to disk (a rename is durable only once its folder is)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def current_version(directory: Path) -> Path:
+    """The live version folder that CURRENT names."""
+    pointer = directory / CURRENT
+    if not pointer.is_file():
+        if (directory / "manifest.json").is_file():
+            raise HashsearchError(
+                f"index {directory} has format version 1, this hashsearch reads version "
+                f"{FORMAT_VERSION}; rebuild it with `hashsearch index`"
+            )
+        raise HashsearchError(f"{directory} is not a hashsearch index (no {CURRENT} file)")
+    name = pointer.read_text().strip()
+    version = directory / name
+    if not name.startswith("v-") or "/" in name or not version.is_dir():
+        raise HashsearchError(
+            f"index {directory} is damaged ({CURRENT} names {name!r}); rebuild the index"
+        )
+    return version
+
+
+def read_manifest(directory: Path, version: Path | None = None) -> dict[str, Any]:
+    """A version's manifest (the live one by default), after checking format, fields, files."""
+    version = version or current_version(directory)
+    path = version / "manifest.json"
     try:
         manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         manifest = None
     if not isinstance(manifest, dict):
-        raise HashsearchError(f"index manifest {path} is damaged; rebuild the index")
+        raise HashsearchError(f"index manifest {path} is missing or damaged; rebuild the index")
     if manifest.get("format") != FORMAT:
         raise HashsearchError(
             f"{directory} is not a hashsearch index (format {manifest.get('format')!r})"
@@ -159,7 +331,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
             f"index manifest {path} lacks {', '.join(missing)}; rebuild the index"
         )
     for name, expected in manifest["files"].items():
-        file = directory / name
+        file = version / name
         if not file.is_file() or sha256_of(file) != expected:
             raise HashsearchError(f"index file {file} is missing or damaged; rebuild the index")
     return manifest

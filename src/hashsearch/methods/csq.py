@@ -11,12 +11,18 @@ the sum of its labels' centres. With u = tanh(h), eq. 6-7 minimise
 the central similarity term (every code towards its centre, so codes of one
 class meet and centres keep classes apart) and the quantisation term, with the
 paper's lambda = 1e-4. The centres are a buffer: they travel with the weights.
+
+Since (tanh(h) + 1) / 2 = sigmoid(2h), the BCE is computed from the logits 2h:
+the same loss, but its gradient 2 (sigmoid(2h) - c) never vanishes. Computed on
+tanh(h) it does once tanh rounds to exactly +-1 in float32 (|h| > 9): the
+budget study's first CSQ runs froze there with every code saturated.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from pydantic import NonNegativeFloat
 from scipy.linalg import hadamard
 
@@ -64,8 +70,8 @@ class CSQ(HashingMethod):
     def losses(
         self, x: torch.Tensor, targets: torch.Tensor, out: EncoderOutput
     ) -> dict[str, torch.Tensor]:
-        u = torch.tanh(out.h.float())
-        centre = torch.nn.functional.binary_cross_entropy((u + 1) / 2, self.item_centres(targets))
+        logits = 2 * out.h.float()  # sigmoid(2h) = (tanh(h) + 1) / 2
+        centre = F.binary_cross_entropy_with_logits(logits, self.item_centres(targets))
         return {"centre": centre, "quant": self.params.lambda_quant * quantization_error(out.h)}
 
     def class_logits(self, out: EncoderOutput) -> torch.Tensor:

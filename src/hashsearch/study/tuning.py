@@ -14,7 +14,6 @@ import json
 import logging
 from typing import Any
 
-from hashsearch import api
 from hashsearch.config import with_overrides
 from hashsearch.errors import TrainingDiverged
 from hashsearch.study.contestants import CONTESTANTS
