@@ -24,6 +24,7 @@ from hashsearch.data import load_dataset
 from hashsearch.data.dataset import ImageDataset
 from hashsearch.data.decode import decode_image
 from hashsearch.data.protocols import Splits, make_splits
+from hashsearch.distributed import is_main_process
 from hashsearch.encoding import Encoded, encode_images
 from hashsearch.errors import HashsearchError
 from hashsearch.evaluation import evaluate_retrieval
@@ -153,6 +154,8 @@ def encode_split(
 def save_encoded(encoded: Encoded, ids: list[str], path: Path) -> Path:
     """Write codes, features, labels and ids as one .npz any tool can read; its path."""
     path = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+    if not is_main_process():  # under torchrun every process encodes, one writes
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(
         path,
@@ -191,7 +194,8 @@ def build_index(
         features=features,
         pq_bytes=pq_bytes,
     )
-    index.save(out, model_dir=run.directory)
+    if is_main_process():  # under torchrun every process encodes, one writes
+        index.save(out, model_dir=run.directory)
     return index
 
 

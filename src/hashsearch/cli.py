@@ -18,11 +18,12 @@ import typer
 import yaml
 from rich.console import Console
 
-from hashsearch import api
+from hashsearch import api, distributed
 from hashsearch.config import RunConfig, load_run_config, with_overrides
 from hashsearch.data import list_datasets
 from hashsearch.data.protocols import PROTOCOLS
 from hashsearch.errors import HashsearchError
+from hashsearch.index.features import FeatureForm
 from hashsearch.methods import list_methods
 from hashsearch.presets import PRESETS, default_preset, preset_config
 from hashsearch.report import metrics_table, plot_pr_curve
@@ -47,16 +48,6 @@ console = Console(stderr=True)
 
 def _names(names: list[str] | tuple[str, ...]) -> str:
     return ", ".join(names)
-
-
-class FeatureForm(StrEnum):
-    """How an index stores re-rank features (hashsearch.index.features)."""
-
-    auto = "auto"
-    float32 = "float32"
-    float16 = "float16"
-    int8 = "int8"
-    pq = "pq"
 
 
 class Split(StrEnum):
@@ -384,6 +375,7 @@ def expand_list_options(argv: list[str]) -> list[str]:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
+        distributed.init_from_environment()  # under torchrun: encode and index are sharded
         app(args=expand_list_options(sys.argv[1:]))
     except HashsearchError as exc:
         print(f"error: {exc}", file=sys.stderr)

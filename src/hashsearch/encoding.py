@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from hashsearch.distributed import sharded
 from hashsearch.methods.base import HashingMethod
 from hashsearch.models.encoder import EncoderOutput
 
@@ -44,6 +45,15 @@ def unpack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
     return np.unpackbits(codes, axis=1, count=bits).astype(np.float32) * 2.0 - 1.0
 
 
+def forward_batch(model: HashingMethod, images: np.ndarray, device: str = "cpu") -> EncoderOutput:
+    """One eval-mode forward pass over (B, H, W, C) uint8 images (a copy, so a memmap works)."""
+    model.eval()
+    with torch.no_grad():
+        batch = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+        x = model.normalize(batch.permute(0, 3, 1, 2))
+        return model(x.contiguous(memory_format=torch.channels_last))
+
+
 def forward_batches(
     model: HashingMethod, images: np.ndarray, batch_size: int = 512, device: str = "cpu"
 ) -> Iterator[tuple[EncoderOutput, slice]]:
@@ -52,13 +62,9 @@ def forward_batches(
     Images may be a memmap: each batch is copied in turn, so memory stays at one
     batch of floats whatever N is. Yields each batch's output and its rows.
     """
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            rows = slice(start, start + batch_size)
-            batch = torch.from_numpy(np.ascontiguousarray(images[rows])).to(device)
-            x = model.normalize(batch.permute(0, 3, 1, 2))
-            yield model(x.contiguous(memory_format=torch.channels_last)), rows
+    for start in range(0, len(images), batch_size):
+        rows = slice(start, start + batch_size)
+        yield forward_batch(model, images[rows], device), rows
 
 
 def encode_images(
@@ -68,10 +74,18 @@ def encode_images(
     batch_size: int = 512,
     device: str = "cpu",
 ) -> Encoded:
-    """Codes and features of (N, H, W, C) uint8 images, with their labels."""
-    codes = [np.zeros((0, (model.bits + 7) // 8), np.uint8)]
-    features = [np.zeros((0, model.encoder.feature_dim), np.float32)]
-    for out, _ in forward_batches(model, images, batch_size, device):
-        codes.append(pack_codes(out.h.float().cpu().numpy()))
-        features.append(out.feature.float().cpu().numpy())
+    """Codes and features of (N, H, W, C) uint8 images, with their labels.
+
+    Under `torchrun` the batches are shared out over the processes and every
+    process gets them all back in order (`hashsearch.distributed.sharded`): the
+    same batches as one process encodes, so the same codes.
+    """
+
+    def encode_batch(start: int) -> tuple[np.ndarray, np.ndarray]:
+        out = forward_batch(model, images[start : start + batch_size], device)
+        return pack_codes(out.h.float().cpu().numpy()), out.feature.float().cpu().numpy()
+
+    parts = sharded(list(range(0, len(images), batch_size)), encode_batch)
+    codes = [np.zeros((0, (model.bits + 7) // 8), np.uint8), *(c for c, _ in parts)]
+    features = [np.zeros((0, model.encoder.feature_dim), np.float32), *(f for _, f in parts)]
     return Encoded(np.concatenate(codes), np.concatenate(features), np.asarray(labels))

@@ -64,12 +64,12 @@ def test_features_are_stored_unit_length_and_exact_in_float32(index):
 
 @pytest.mark.parametrize(
     ("form", "codec", "size", "tolerance"),
-    [("float16", "SQfp16", 32, 1e-3), ("int8", "SQ8", 16, 0.02), ("pq", "PQ8", 8, 0.5)],
+    [("float16", "SQfp16", 32, 1e-3), ("int8", "SQ8", 16, 0.02), ("pq", "PQ4", 4, 0.6)],
 )
 def test_compact_feature_forms(tmp_path, form, codec, size, tolerance):
     rng = np.random.default_rng(1)
     items = encoded(rng, 400, dim=16)
-    index = HashIndex.build(items, [str(i) for i in range(400)], {}, features=form, pq_bytes=8)
+    index = HashIndex.build(items, [str(i) for i in range(400)], {}, features=form, pq_bytes=4)
     assert index.codec.name == codec and index.feature_codes.shape == (400, size)
     assert np.abs(index.features() - unit(items.features)).max() < tolerance
     index.save(tmp_path / form)
@@ -83,12 +83,16 @@ def test_compact_feature_forms(tmp_path, form, codec, size, tolerance):
     )
 
 
-def test_auto_form_quantises_large_collections_only():
+def test_auto_form_quantises_large_collections_only(monkeypatch):
+    from hashsearch.index import features
+
+    assert features.AUTO_PQ_MIN_ITEMS == 4096
+    monkeypatch.setattr(features, "AUTO_PQ_MIN_ITEMS", 300)  # k-means on 4,096 items is slow
     rng = np.random.default_rng(2)
-    small = HashIndex.build(encoded(rng, 50, dim=64), [str(i) for i in range(50)], {})
+    small = HashIndex.build(encoded(rng, 299, dim=64), [str(i) for i in range(299)], {})
     assert small.codec.name == "Flat"
-    large = HashIndex.build(encoded(rng, 4096, dim=64), [str(i) for i in range(4096)], {})
-    assert large.codec.name == "PQ32" and large.feature_codes.shape[1] == 32
+    large = HashIndex.build(encoded(rng, 300, dim=64), [str(i) for i in range(300)], {}, pq_bytes=4)
+    assert large.codec.name == "PQ4" and large.feature_codes.shape[1] == 4  # 32 by default
 
 
 def test_pq_needs_enough_items_to_train():
@@ -135,7 +139,8 @@ def test_saving_again_replaces_the_version_and_clears_old_ones(tmp_path, index):
     index.remove(["item5"])
     second = index.save(tmp_path / "ix")
     assert first != second and not first.exists()
-    assert sorted(p.name for p in (tmp_path / "ix").iterdir()) == sorted(["CURRENT", second.name])
+    left = sorted(p.name for p in (tmp_path / "ix").iterdir())
+    assert left == sorted([".lock", "CURRENT", second.name])
     assert len(HashIndex.load(tmp_path / "ix")) == 29
 
 
@@ -168,3 +173,29 @@ def test_other_version_and_foreign_directory(tmp_path, index):
     (old / "manifest.json").write_text(json.dumps({"format_version": 1}))
     with pytest.raises(HashsearchError, match="format version 1, this hashsearch reads version 2"):
         HashIndex.load(old)
+
+
+def test_pq_bytes_must_be_positive():
+    rng = np.random.default_rng(2)
+    with pytest.raises(HashsearchError, match="--pq-bytes must be at least 1"):
+        HashIndex.build(encoded(rng, 300), [str(i) for i in range(300)], {}, "pq", pq_bytes=0)
+
+
+def test_a_reader_that_loses_the_race_with_a_writer_reads_the_new_version(
+    tmp_path, index, monkeypatch
+):
+    from hashsearch.index import store
+
+    index.save(tmp_path / "ix")
+    real = store.HashIndex._load_version.__func__
+    calls = []
+
+    def racing(cls, directory, version, mmap):
+        if not calls:  # a writer replaces the index between CURRENT and the files
+            calls.append(version)
+            HashIndex.load(directory).save(directory)
+        return real(cls, directory, version, mmap)
+
+    monkeypatch.setattr(store.HashIndex, "_load_version", classmethod(racing))
+    loaded = HashIndex.load(tmp_path / "ix")
+    assert len(loaded) == 30 and calls and not calls[0].exists()

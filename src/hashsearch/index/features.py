@@ -12,15 +12,25 @@ item alike.
 
 from __future__ import annotations
 
-from typing import Literal
+from enum import StrEnum
 
 import faiss
 import numpy as np
 
 from hashsearch.errors import HashsearchError
 
-FeatureForm = Literal["auto", "float32", "float16", "int8", "pq"]
-FEATURE_FORMS: tuple[str, ...] = ("auto", "float32", "float16", "int8", "pq")
+
+class FeatureForm(StrEnum):
+    """How an index stores re-rank features."""
+
+    auto = "auto"  # pq from AUTO_PQ_MIN_ITEMS items on, float32 below
+    float32 = "float32"
+    float16 = "float16"
+    int8 = "int8"
+    pq = "pq"
+
+
+FEATURE_FORMS: tuple[str, ...] = tuple(FeatureForm)
 
 # `auto` product-quantises collections with enough items to train 256 centroids per
 # sub-quantiser well (16 items a centroid) and keeps smaller ones exact.
@@ -42,6 +52,8 @@ def pq_subquantizers(dim: int, max_bytes: int) -> int:
 
 def factory_string(form: str, dim: int, count: int, pq_bytes: int = DEFAULT_PQ_BYTES) -> str:
     """The FAISS codec for a storage form (`auto` resolved by the item count)."""
+    if pq_bytes < 1:
+        raise HashsearchError(f"--pq-bytes must be at least 1, got {pq_bytes}")
     if form == "auto":
         form = "pq" if count >= AUTO_PQ_MIN_ITEMS else "float32"
     if form == "pq":

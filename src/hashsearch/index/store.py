@@ -16,7 +16,9 @@ A save writes a new version folder under a temporary name, fsyncs every file
 and the folder, renames it into place, then replaces CURRENT by the rename of a
 fsynced temporary file: a crash at any moment leaves CURRENT naming either the
 old or the new complete version, never a half-written one. Older versions are
-removed afterwards (a reader that still maps them keeps its open files).
+removed afterwards (a reader that still maps them keeps its open files; one that
+resolved CURRENT just before the swap reads it again). Writers take turns on an
+exclusive lock (`.lock`), which the system releases when a writer dies.
 
 Files are checked against the manifest before anything parses them, so a
 damaged or foreign directory fails with a clear message instead of a crash.
@@ -24,6 +26,7 @@ damaged or foreign directory fails with a clear message instead of a crash.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -187,7 +190,11 @@ class HashIndex:
         that queries can be encoded.
         """
         directory.mkdir(parents=True, exist_ok=True)
-        model_dir = model_dir or self.model_dir
+        with (directory / ".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._save_locked(directory, model_dir or self.model_dir)
+
+    def _save_locked(self, directory: Path, model_dir: Path | None) -> Path:
         stamp = f"v-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         staging = directory / f".tmp-{stamp}"
         staging.mkdir()
@@ -228,7 +235,7 @@ class HashIndex:
         fsync(directory)
         self.model_dir = version / "model" if model_dir is not None else None
         for old in directory.iterdir():
-            if old.name not in (stamp, CURRENT) and (old.name.startswith(("v-", ".tmp-"))):
+            if old.name not in (stamp, CURRENT) and old.name.startswith(("v-", ".tmp-")):
                 shutil.rmtree(old) if old.is_dir() else old.unlink()
         return version
 
@@ -238,7 +245,17 @@ class HashIndex:
 
         With `mmap` the re-rank features and labels are memory-mapped, not read.
         """
-        version = current_version(directory)
+        for _ in range(3):
+            version = current_version(directory)
+            try:
+                return cls._load_version(directory, version, mmap)
+            except (HashsearchError, OSError):
+                if current_version(directory) == version:
+                    raise  # damaged, not replaced under our feet
+        raise HashsearchError(f"index {directory} keeps changing while being read; try again")
+
+    @classmethod
+    def _load_version(cls, directory: Path, version: Path, mmap: bool) -> HashIndex:
         manifest = read_manifest(directory, version)
         mode = "r" if mmap else None
         codes = np.load(version / "codes.npy", allow_pickle=False)

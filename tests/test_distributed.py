@@ -1,0 +1,59 @@
+"""Sharded encoding under torchrun (2 processes, gloo) equals one process's encoding."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hashsearch import api
+from hashsearch.index import HashIndex
+from hashsearch.presets import preset_config
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    config = preset_config(
+        "digits",
+        {
+            "train.epochs": 2,
+            "method.bits": 24,
+            "backbone.widths": (8, 16),
+            "backbone.blocks": (1, 1),
+        },
+    )
+    return api.train(config, tmp_path_factory.mktemp("run") / "run", progress=False)
+
+
+def torchrun(*args: str) -> subprocess.CompletedProcess:
+    """`hashsearch ARGS` in 2 processes of one gloo group, as a user would launch it."""
+    bin_dir = os.path.dirname(sys.executable)
+    command = [os.path.join(bin_dir, "torchrun"), "--standalone", "--nproc-per-node", "2"]
+    return subprocess.run(
+        [*command, "--", os.path.join(bin_dir, "hashsearch"), *args],  # "--": ours, not its
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def test_torchrun_encode_equals_one_process(digits_run, tmp_path):
+    done = torchrun("encode", "--run", str(digits_run.directory), "--out", str(tmp_path / "q.npz"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    sharded = np.load(tmp_path / "q.npz")
+    single, ids = api.encode_split(digits_run, "database")
+    assert sharded["ids"].tolist() == ids
+    assert np.array_equal(sharded["codes"], single.codes)
+    assert np.allclose(sharded["features"], single.features, atol=1e-5)
+
+
+def test_torchrun_index_equals_the_single_process_index(digits_run, tmp_path):
+    args = ["--run", str(digits_run.directory), "--features", "float32"]
+    done = torchrun("index", *args, "--out", str(tmp_path / "sharded"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    api.build_index(digits_run, tmp_path / "single", features="float32")
+    sharded, single = HashIndex.load(tmp_path / "sharded"), HashIndex.load(tmp_path / "single")
+    assert sharded.ids == single.ids and np.array_equal(sharded.codes(), single.codes())
+    assert np.allclose(sharded.features(), single.features(), atol=1e-5)
