@@ -218,28 +218,25 @@ def encode_files(run: Run, images: list[Path]) -> Encoded:
 
 def add_to_index(index_dir: Path, images: list[Path], labels: list[int]) -> HashIndex:
     """Encode image files with the index's model and add them (ids: their paths); saved."""
-    index = HashIndex.load(index_dir)
-    classes = index.info.get("classes", [])
-    bad = [label for label in labels if not 0 <= label < max(1, len(classes))]
-    if bad:
-        raise HashsearchError(
-            f"label {bad[0]} is out of range; the index has {len(classes)} classes"
-        )
-    if np.asarray(index.labels).ndim != 1:
-        raise HashsearchError(f"index {index_dir} is multi-label; adding files needs one label")
-    encoded = encode_files(index_model(index, index_dir), images)
-    encoded = Encoded(encoded.codes, encoded.features, np.asarray(labels, np.int64))
-    index.add(encoded, [str(path) for path in images])
-    index.save(index_dir)
+    with HashIndex.editing(index_dir) as index:
+        classes = index.info.get("classes", [])
+        bad = [label for label in labels if not 0 <= label < max(1, len(classes))]
+        if bad:
+            raise HashsearchError(
+                f"label {bad[0]} is out of range; the index has {len(classes)} classes"
+            )
+        if np.asarray(index.labels).ndim != 1:
+            raise HashsearchError(f"index {index_dir} is multi-label; adding files needs one label")
+        encoded = encode_files(index_model(index, index_dir), images)
+        encoded = Encoded(encoded.codes, encoded.features, np.asarray(labels, np.int64))
+        index.add(encoded, [str(path) for path in images])
     return index
 
 
 def remove_from_index(index_dir: Path, ids: list[str]) -> int:
     """Remove items by id from a saved index; how many were removed."""
-    index = HashIndex.load(index_dir)
-    removed = index.remove(ids)
-    index.save(index_dir)
-    return removed
+    with HashIndex.editing(index_dir) as index:
+        return index.remove(ids)
 
 
 def evaluate(

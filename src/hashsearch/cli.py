@@ -375,8 +375,10 @@ def expand_list_options(argv: list[str]) -> list[str]:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        distributed.init_from_environment()  # under torchrun: encode and index are sharded
-        app(args=expand_list_options(sys.argv[1:]))
+        args = expand_list_options(sys.argv[1:])
+        if args[:1] in (["encode"], ["index"]):
+            distributed.init_from_environment()  # under torchrun: these two are sharded
+        app(args=args)
     except HashsearchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

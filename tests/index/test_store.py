@@ -199,3 +199,16 @@ def test_a_reader_that_loses_the_race_with_a_writer_reads_the_new_version(
     monkeypatch.setattr(store.HashIndex, "_load_version", classmethod(racing))
     loaded = HashIndex.load(tmp_path / "ix")
     assert len(loaded) == 30 and calls and not calls[0].exists()
+
+
+def test_editing_saves_under_the_lock_and_a_failed_edit_saves_nothing(tmp_path, index):
+    index.save(tmp_path / "ix")
+    (tmp_path / "ix" / "v-2023").mkdir()  # a user's folder beside the index is never removed
+    with HashIndex.editing(tmp_path / "ix") as editable:
+        editable.remove(["item4"])
+    assert len(HashIndex.load(tmp_path / "ix")) == 29
+    with pytest.raises(HashsearchError, match="nothing removed"):
+        with HashIndex.editing(tmp_path / "ix") as editable:
+            editable.remove(["nope"])
+    assert len(HashIndex.load(tmp_path / "ix")) == 29
+    assert (tmp_path / "ix" / "v-2023").is_dir()

@@ -174,3 +174,17 @@ def test_a_cell_trained_before_tuning_keeps_its_run_and_the_tuned_rate_trains_be
     assert again[0]["config"]["train"]["lr"] == other
     assert first[0]["config"]["train"]["lr"] == shared_lr
     assert set(choices["saeh"]["val_map_all"]) == {f"{shared_lr:g}", f"{other:g}"}
+
+
+def test_a_stale_run_of_another_config_is_an_error_not_passed_over(tmp_path):
+    from hashsearch.config import with_overrides
+    from hashsearch.errors import HashsearchError
+    from hashsearch.study import study_from_names
+    from hashsearch.study.plan import Cell
+
+    study = study_from_names("tiny", tmp_path, None, None)
+    cell = Cell("saeh", 16, 0)
+    study.run_cell(cell)
+    changed = with_overrides(study.run_config(cell), {"train.epochs": 5})
+    with pytest.raises(HashsearchError, match="another config"):
+        study.finished(cell, changed)

@@ -120,9 +120,12 @@ def test_optimizer_groups_scale_batchnorm_rates_and_keep_their_decay_per_step():
     )
     assert norm["max_lr"] == pytest.approx(64 * other["max_lr"]) and other["max_lr"] == 0.1
     for _ in range(5):
+        for p in method.parameters():
+            p.grad = torch.ones_like(p) if p.requires_grad else None
         optimizer.step()
         schedule.step()
     assert all(group["momentum"] == 0.8 for group in optimizer.param_groups)
+    assert all(torch.all(m.weight == 1) for m in norms)  # still 1 after steps
 
 
 def test_one_cycle_momentum_schedule_is_the_default():

@@ -30,10 +30,12 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,9 @@ BACKEND = "IndexBinaryFlat"
 DATA_FILES = ("codes.npy", "features.npy", "features.codec", "labels.npy", "ids.json")
 REQUIRED_KEYS = ("bits", "count", "feature_dim", "feature_codec", "backend", "files")
 CURRENT = "CURRENT"
+# what saves create (version folders, their staging names, pointer temporaries): all
+# that cleanup may delete, so that a folder a user keeps beside an index is never touched
+VERSION_NAME = re.compile(r"(\.tmp-)?v-\d{20}-[0-9a-f]{8}(-CURRENT)?")
 
 
 def sha256_of(path: Path) -> str:
@@ -189,10 +194,17 @@ class HashIndex:
         The model files of run `model_dir` (or the index's own model) are copied in so
         that queries can be encoded.
         """
-        directory.mkdir(parents=True, exist_ok=True)
-        with (directory / ".lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with writer_lock(directory):
             return self._save_locked(directory, model_dir or self.model_dir)
+
+    @classmethod
+    @contextmanager
+    def editing(cls, directory: Path) -> Iterator[HashIndex]:
+        """Load, change and save an index under the writer lock (no lost updates)."""
+        with writer_lock(directory):
+            index = cls.load(directory)
+            yield index
+            index._save_locked(directory, index.model_dir)
 
     def _save_locked(self, directory: Path, model_dir: Path | None) -> Path:
         stamp = f"v-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
@@ -210,9 +222,9 @@ class HashIndex:
                 shutil.copyfile(model_dir / name, staging / "model" / name)
             names += [f"model/{name}" for name in RUN_FILES]
         manifest = {
+            **self.info,
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            **self.info,
             "bits": self.bits,
             "count": len(self),
             "feature_dim": self.feature_dim,
@@ -235,8 +247,8 @@ class HashIndex:
         fsync(directory)
         self.model_dir = version / "model" if model_dir is not None else None
         for old in directory.iterdir():
-            if old.name not in (stamp, CURRENT) and old.name.startswith(("v-", ".tmp-")):
-                shutil.rmtree(old) if old.is_dir() else old.unlink()
+            if old.name != stamp and VERSION_NAME.fullmatch(old.name):
+                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(True)
         return version
 
     @classmethod
@@ -246,11 +258,12 @@ class HashIndex:
         With `mmap` the re-rank features and labels are memory-mapped, not read.
         """
         for _ in range(3):
-            version = current_version(directory)
+            pointer = (directory / CURRENT).read_text() if (directory / CURRENT).is_file() else None
             try:
-                return cls._load_version(directory, version, mmap)
+                return cls._load_version(directory, current_version(directory), mmap)
             except (HashsearchError, OSError):
-                if current_version(directory) == version:
+                now = (directory / CURRENT).read_text() if (directory / CURRENT).is_file() else None
+                if now == pointer:
                     raise  # damaged, not replaced under our feet
         raise HashsearchError(f"index {directory} keeps changing while being read; try again")
 
@@ -283,6 +296,15 @@ class HashIndex:
         info = {k: v for k, v in manifest.items() if k not in ("files", "format")}
         model_dir = version / "model" if (version / "model" / "run.json").is_file() else None
         return cls(faiss_index, feature_codes, codec, labels, ids, info, model_dir)
+
+
+@contextmanager
+def writer_lock(directory: Path) -> Iterator[None]:
+    """One writer at a time per index folder; the system drops the lock if a writer dies."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def check_unique(ids: list[str]) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from hashsearch import api
-from hashsearch.config import RunConfig
+from hashsearch.config import RunConfig, load_run_config, with_overrides
 from hashsearch.data.dataset import ImageDataset
 from hashsearch.data.protocols import class_of, make_splits, take_per_class
 from hashsearch.encoding import Encoded, encode_images
@@ -107,16 +107,30 @@ class Study:
             try:
                 run = api.finished_run(directory, config)
             except HashsearchError:
+                # the cell at another learning rate is passed over; any other difference
+                # (a stale run of another preset, a damaged folder) raises here
+                api.finished_run(directory, self.at_saved_lr(directory, config))
                 continue
             if run is not None:
                 return run
         return None
+
+    @staticmethod
+    def at_saved_lr(directory: Path, config: RunConfig) -> RunConfig:
+        """`config` with the learning rate of the run saved in `directory`."""
+        saved = load_run_config(directory / "config.yaml")
+        return with_overrides(config, {"train.lr": saved.train.lr})
 
     def train(self, cell: Cell, config: RunConfig) -> api.Run:
         """Train `cell` into its own folder, or a tuning folder if that one is taken."""
         directory = self.cell_dir(cell)
         if (directory / "model.safetensors").is_file():
             directory = self.tuning_dir(cell, config.train.lr)
+            if (directory / "model.safetensors").is_file():  # never overwrite another run
+                raise HashsearchError(
+                    f"{directory} holds a run with another config; "
+                    "remove it or choose another output"
+                )
         return api.train(config, directory, progress=False)
 
     def done(self, cell: Cell) -> list[dict[str, Any]] | None:
