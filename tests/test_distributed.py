@@ -57,3 +57,14 @@ def test_torchrun_index_equals_the_single_process_index(digits_run, tmp_path):
     sharded, single = HashIndex.load(tmp_path / "sharded"), HashIndex.load(tmp_path / "single")
     assert sharded.ids == single.ids and np.array_equal(sharded.codes(), single.codes())
     assert np.allclose(sharded.features(), single.features(), atol=1e-5)
+
+
+def test_under_torchrun_cuda_means_the_local_rank_gpu(monkeypatch):
+    from hashsearch.distributed import process_device
+
+    assert process_device("cuda") == "cuda" and process_device("cpu") == "cpu"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert process_device("cuda") == "cuda:1" and process_device("cuda:0") == "cuda:0"
+    assert process_device("cpu") == "cpu"

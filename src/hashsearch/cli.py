@@ -81,7 +81,7 @@ def parse_assignments(items: list[str], what: str) -> dict[str, Any]:
 
 
 def open_run(run: Path, device: str | None) -> api.Run:
-    return api.load_run(run, device or "cpu")
+    return api.load_run(run, distributed.process_device(device or "cpu"))
 
 
 @app.command()

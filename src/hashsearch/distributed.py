@@ -31,6 +31,13 @@ def init_from_environment() -> None:
         dist.init_process_group("gloo")
 
 
+def process_device(device: str) -> str:
+    """This process's device: under torchrun, plain ``cuda`` means the GPU of its local rank."""
+    if device == "cuda" and launched_by_torchrun():
+        return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    return device
+
+
 def world() -> tuple[int, int]:
     """(rank, world size); (0, 1) outside a process group."""
     if dist.is_available() and dist.is_initialized():

@@ -52,5 +52,7 @@ def test_killing_the_writer_at_random_moments_leaves_the_old_or_the_new_index(tm
         seen.add(seed)
     assert seen & {1, 2}  # the writer did get saves through between kills
     make(10, 3).save(directory)  # a later save clears what killed writers left behind
-    left = sorted(p.name for p in directory.iterdir())
-    assert left[:2] == [".lock", "CURRENT"] and len(left) == 3 and left[2].startswith("v-")
+    make(10, 4).save(directory)
+    left = sorted(p.name for p in directory.iterdir())  # the live and the previous version
+    assert left[:2] == [".lock", "CURRENT"] and len(left) == 4
+    assert all(name.startswith("v-") for name in left[2:])

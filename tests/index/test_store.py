@@ -134,13 +134,14 @@ def test_lifecycle_refuses_bad_changes_and_leaves_the_index_as_it_was(index):
     assert len(index) == 30 and len(index.ids) == 30 and "item1" in index.ids
 
 
-def test_saving_again_replaces_the_version_and_clears_old_ones(tmp_path, index):
+def test_saving_again_keeps_the_previous_version_one_save_longer(tmp_path, index):
     first = index.save(tmp_path / "ix")
     index.remove(["item5"])
     second = index.save(tmp_path / "ix")
-    assert first != second and not first.exists()
+    assert first != second and first.exists()  # a reader that just resolved it still can
+    third = index.save(tmp_path / "ix")
     left = sorted(p.name for p in (tmp_path / "ix").iterdir())
-    assert left == sorted([".lock", "CURRENT", second.name])
+    assert left == sorted([".lock", "CURRENT", second.name, third.name])
     assert len(HashIndex.load(tmp_path / "ix")) == 29
 
 
@@ -193,7 +194,8 @@ def test_a_reader_that_loses_the_race_with_a_writer_reads_the_new_version(
     def racing(cls, directory, version, mmap):
         if not calls:  # a writer replaces the index between CURRENT and the files
             calls.append(version)
-            HashIndex.load(directory).save(directory)
+            for _ in range(2):  # two saves: the version this reader resolved is gone
+                HashIndex.load(directory).save(directory)
         return real(cls, directory, version, mmap)
 
     monkeypatch.setattr(store.HashIndex, "_load_version", classmethod(racing))

@@ -15,9 +15,10 @@
 A save writes a new version folder under a temporary name, fsyncs every file
 and the folder, renames it into place, then replaces CURRENT by the rename of a
 fsynced temporary file: a crash at any moment leaves CURRENT naming either the
-old or the new complete version, never a half-written one. Older versions are
-removed afterwards (a reader that still maps them keeps its open files; one that
-resolved CURRENT just before the swap reads it again). Writers take turns on an
+old or the new complete version, never a half-written one. The version before
+stays one save longer (a reader that resolved CURRENT just before the swap can
+still open its files and model); older ones are removed, and a reader that loses
+that race anyway reads CURRENT again. Writers take turns on an
 exclusive lock (`.lock`), which the system releases when a writer dies.
 
 Files are checked against the manifest before anything parses them, so a
@@ -240,6 +241,8 @@ class HashIndex:
         version = directory / stamp
         staging.rename(version)
         fsync(directory)
+        live = directory / CURRENT
+        previous = live.read_text().strip() if live.is_file() else None
         pointer = directory / f".tmp-{stamp}-{CURRENT}"
         pointer.write_text(stamp + "\n")
         fsync(pointer)
@@ -247,7 +250,7 @@ class HashIndex:
         fsync(directory)
         self.model_dir = version / "model" if model_dir is not None else None
         for old in directory.iterdir():
-            if old.name != stamp and VERSION_NAME.fullmatch(old.name):
+            if old.name not in (stamp, previous) and VERSION_NAME.fullmatch(old.name):
                 shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(True)
         return version
 
