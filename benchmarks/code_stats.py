@@ -22,6 +22,7 @@ import numpy as np
 
 from hashsearch import api
 from hashsearch.encoding import unpack_codes
+from hashsearch.evaluation import hamming_distances
 
 
 def main() -> None:
@@ -33,17 +34,17 @@ def main() -> None:
     args = parser.parse_args()
     run = api.load_run(args.run)
     encoded, _ = api.encode_split(run, args.split, args.data)
-    bits = unpack_codes(encoded.codes, run.model.bits) > 0
+    signs = unpack_codes(encoded.codes, run.model.bits)
+    bits = signs > 0
     labels = np.asarray(encoded.labels)
     ones = bits.mean(axis=0)
     codes, inverse = np.unique(encoded.codes, axis=0, return_inverse=True)
     inverse = inverse.ravel()
-    mixed = np.zeros(len(codes), bool)
-    for code in range(len(codes)):
-        mixed[code] = len(np.unique(labels[inverse == code])) > 1
+    code_label_pairs = np.unique(np.stack([inverse, labels]), axis=1)  # single-label data
+    mixed = np.bincount(code_label_pairs[0], minlength=len(codes)) > 1
     rows = np.random.default_rng(0).permutation(len(bits))[: args.sample]
-    sample, sample_labels = bits[rows].astype(np.int32), labels[rows]
-    distances = sample.shape[1] - (sample @ sample.T + (1 - sample) @ (1 - sample).T)
+    sample_labels = labels[rows]
+    distances = hamming_distances(signs[rows], signs[rows]).astype(np.int64)
     same = sample_labels[:, None] == sample_labels[None, :]
     off_diagonal = ~np.eye(len(rows), dtype=bool)
     print(

@@ -18,6 +18,7 @@ import faiss
 import numpy as np
 
 from hashsearch.errors import HashsearchError
+from hashsearch.rerank import l2_normalized
 
 
 class FeatureForm(StrEnum):
@@ -37,12 +38,6 @@ FEATURE_FORMS: tuple[str, ...] = tuple(FeatureForm)
 AUTO_PQ_MIN_ITEMS = 4096
 DEFAULT_PQ_BYTES = 32
 PQ_CENTROIDS = 256  # 8-bit sub-quantiser codes
-
-
-def l2_normalized(features: np.ndarray) -> np.ndarray:
-    features = np.asarray(features, dtype=np.float32)
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    return np.ascontiguousarray(features / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 def pq_subquantizers(dim: int, max_bytes: int) -> int:
@@ -88,7 +83,7 @@ class FeatureCodec:
             # fewer than FAISS's 39 items a centroid is allowed (and documented) here
             codec.pq.cp.min_points_per_centroid = 1
         if not codec.is_trained:
-            codec.train(l2_normalized(features))
+            codec.train(np.ascontiguousarray(l2_normalized(features)))
         return cls(codec)
 
     @property
@@ -114,7 +109,7 @@ class FeatureCodec:
         """(N, D) float -> (N, code_size) uint8."""
         if len(features) == 0:
             return np.zeros((0, self.code_size), np.uint8)
-        return self.codec.sa_encode(l2_normalized(features))
+        return self.codec.sa_encode(np.ascontiguousarray(l2_normalized(features)))
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """(N, code_size) uint8 -> (N, D) float32, unit length up to quantisation error."""
