@@ -10,6 +10,7 @@ and keeps the Hamming order among equal scores. The evaluation uses the same
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -74,6 +75,7 @@ def two_stage_search(
     candidates: int = 100,
     radius: int | None = None,
     rerank: str = "cosine",
+    timings_ms: dict[str, float] | None = None,
 ) -> list[Hits]:
     """Search `index` for each query; return at most `top` hits each.
 
@@ -82,6 +84,7 @@ def two_stage_search(
         candidates: stage-1 list length (ignored when `radius` is given).
         radius: if given, stage 1 returns every item within this Hamming distance.
         rerank: a registered re-ranker name; "none" returns stage 1 alone.
+        timings_ms: if given, receives the milliseconds spent in "stage1" and "stage2".
     """
     reranker = RERANKERS.get(rerank)
     check_search_args(candidates, radius, top)
@@ -92,8 +95,11 @@ def two_stage_search(
         )
     if len(index) == 0:
         raise HashsearchError("the index is empty; build it from a split that has items")
+    started = time.perf_counter()
+    found = stage1(index, codes, candidates, radius)
+    ranked = time.perf_counter()
     results = []
-    for q, (hamming, items) in enumerate(stage1(index, codes, candidates, radius)):
+    for q, (hamming, items) in enumerate(found):
         hamming, items = hamming.astype(np.int64), items.astype(np.int64)
         scores = None
         if reranker is not None and len(items):
@@ -105,4 +111,7 @@ def two_stage_search(
             order = rerank_prefix(scores, np.array([len(items)]))[0]
             hamming, items, scores = hamming[order], items[order], scores[0, order]
         results.append(Hits(items[:top], hamming[:top], None if scores is None else scores[:top]))
+    if timings_ms is not None:
+        timings_ms["stage1"] = (ranked - started) * 1e3
+        timings_ms["stage2"] = (time.perf_counter() - ranked) * 1e3
     return results
