@@ -20,8 +20,9 @@ Every search is timed on one thread (FAISS and torch), one query at a time
   and IndexBinaryIVF, each with its recall of the exact Hamming top-k (ties counted
   as hits: an item as close as the exact k-th one is a correct answer);
 - two-stage search through `hashsearch.search.two_stage_search` on the
-  `HashIndex` (product-quantised features, the `auto` form) with stage 1 by the
-  exact flat index and by IVF, against exhaustive float search (FAISS
+  saved `HashIndex` (product-quantised features, the `auto` form) with the stored
+  flat backend (exact) and the stored IVF backend (`hashsearch index --backend ivf`),
+  against exhaustive float search (FAISS
   IndexFlatIP over the L2-normalised float32 features) in the same run;
   mAP@100 of each, relevance by class;
 - bytes per image of codes, of re-rank features, of the index on disk, and the
@@ -45,7 +46,8 @@ import torch
 from hashsearch import api
 from hashsearch.config import AugmentConfig
 from hashsearch.encoding import Encoded, encode_images
-from hashsearch.index import HashIndex
+from hashsearch.index import Backend, HashIndex
+from hashsearch.index.store import current_version
 from hashsearch.metrics import average_precision_at_k
 from hashsearch.rerank import l2_normalized
 from hashsearch.search import two_stage_search
@@ -143,6 +145,18 @@ def resident_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def saved_index(database: Encoded, kind: str, cache: Path) -> tuple[HashIndex, int, float]:
+    """A HashIndex of `kind` saved and loaded back; its bytes on disk and resident MB."""
+    directory = cache / f"index-{kind}"
+    ids = [str(i) for i in range(len(database.codes))]
+    HashIndex.build(database, ids, {"method": "scale"}, backend=Backend(kind)).save(directory)
+    loaded_at = resident_mb()
+    index = HashIndex.load(directory)
+    resident = resident_mb() - loaded_at
+    disk = sum(p.stat().st_size for p in current_version(directory).rglob("*") if p.is_file())
+    return index, disk, resident
+
+
 def stage1_indexes(codes: np.ndarray, bits: int, nlist: int) -> dict[str, Any]:
     flat = faiss.IndexBinaryFlat(bits)
     hashed = faiss.IndexBinaryHash(bits, 16)
@@ -232,17 +246,10 @@ def main() -> None:
             print(json.dumps({"stage1": label, **stage1[label]}), flush=True)
     result["stage1"] = stage1
 
-    # two-stage through the library's own search on a HashIndex (PQ features, auto form)
+    # two-stage through the library's own search on saved HashIndexes (PQ features, auto
+    # form): the stored flat backend, and the stored IVF backend at each nprobe
     before = resident_mb()
-    built = HashIndex.build(database, [str(i) for i in range(n)], {"method": "scale"})
-    index_dir = args.cache / "index"
-    built.save(index_dir)
-    del built
-    loaded_at = resident_mb()
-    index = HashIndex.load(index_dir)
-    resident = resident_mb() - loaded_at
-    version = next(p for p in index_dir.iterdir() if p.name.startswith("v-"))
-    disk = sum(p.stat().st_size for p in version.rglob("*") if p.is_file())
+    index, disk, resident = saved_index(database, "flat", args.cache)
     result["bytes_per_image_detail"] = {
         "codes": bits // 8,
         "rerank_features": index.codec.code_size,
@@ -251,19 +258,18 @@ def main() -> None:
         "index_on_disk": round(disk / n, 2),
         "resident_after_load": round(resident * 2**20 / n, 2),
     }
+    stored_ivf, _, _ = saved_index(database, "ivf", args.cache)
+    settings = [(index, "IndexBinaryFlat", None)] + [
+        (stored_ivf, f"IndexBinaryIVF(nlist={stored_ivf.store.index.nlist},nprobe={p})", p)
+        for p in args.nprobe
+    ]
     two_stage = {}
-    stage1_backends = {"IndexBinaryFlat": index.faiss_index}
-    ivf = indexes["IndexBinaryIVF"]
-    for nprobe in args.nprobe:
-        stage1_backends[f"IndexBinaryIVF(nprobe={nprobe})"] = (ivf, nprobe)
-    for backend, value in stage1_backends.items():
-        if isinstance(value, tuple):
-            value[0].nprobe = value[1]
-            value = value[0]
-        index.faiss_index = value  # the same search code, another stage-1 FAISS index
+    for index, backend, nprobe in settings:
+        if nprobe is not None:
+            index.store.index.nprobe = nprobe
         for candidates in args.candidates:
 
-            def search_one(i: int, candidates: int = candidates) -> list:
+            def search_one(i: int, candidates: int = candidates, index: HashIndex = index) -> list:
                 return two_stage_search(
                     index,
                     query.codes[i : i + 1],
@@ -289,9 +295,6 @@ def main() -> None:
             }
             print(json.dumps({"two_stage": label, **two_stage[label]}), flush=True)
     result["two_stage"] = two_stage
-    result["bytes_per_image_detail"]["resident_after_searches"] = round(
-        (resident_mb() - loaded_at) * 2**20 / n, 2
-    )
     result["rss_before_index_mb"] = round(before, 1)
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from hashsearch.cli import main
 from hashsearch.encoding import Encoded
 from hashsearch.evaluation import evaluate_retrieval
 from hashsearch.index import HashIndex
 from hashsearch.index.store import current_version
+from hashsearch.run import load_run, save_run
 
 TINY = [
     "--set",
@@ -310,3 +312,37 @@ def test_index_add_and_remove_keep_the_index_searchable(
     )
     one_line_error(code, err, "label 99", "classes")
     assert len(HashIndex.load(ix)) == len(before) + 1  # failed commands changed nothing
+
+
+def test_backends_answer_alike_and_queries_need_the_index_model(
+    trained_run, query_images, tmp_path, capsys, monkeypatch
+):
+    """The same command against flat FAISS, Milvus (embedded milvus-lite) and IVF."""
+    indexes = {
+        "flat": (),
+        "milvus": ("--backend", "milvus", "--milvus-uri", tmp_path / "milvus.db"),
+        "ivf": ("--backend", "ivf"),
+    }
+    answers = {}
+    for name, options in indexes.items():
+        code, _, err = run_cli(
+            capsys, monkeypatch, "index", "--run", trained_run, "--out", tmp_path / name, *options
+        )
+        assert code == 0 and f"{name} backend" in " ".join(err.split()), err
+        code, out, err = run_cli(
+            capsys, monkeypatch, "search", "--index", tmp_path / name, *query_images, "--json"
+        )
+        assert code == 0, err
+        answers[name] = json.loads(out)
+    assert answers["milvus"] == answers["flat"]
+    assert len(answers["ivf"][0]["results"]) == 10
+
+    search = ("search", "--index", tmp_path / "flat", *query_images, "--json")
+    code, out, _ = run_cli(capsys, monkeypatch, *search, "--run", trained_run)
+    assert code == 0 and json.loads(out) == answers["flat"]
+    other = load_run(trained_run)
+    with torch.no_grad():
+        next(other.model.parameters()).add_(0.01)
+    save_run(tmp_path / "other", other.config, other.model, other.meta, {})
+    code, _, err = run_cli(capsys, monkeypatch, *search, "--run", tmp_path / "other")
+    one_line_error(code, err, "not the model index", "was built with")

@@ -28,8 +28,9 @@ from hashsearch.distributed import is_main_process
 from hashsearch.encoding import Encoded, encode_images
 from hashsearch.errors import HashsearchError
 from hashsearch.evaluation import evaluate_retrieval
-from hashsearch.index import HashIndex
+from hashsearch.index import Backend, HashIndex
 from hashsearch.index.features import DEFAULT_PQ_BYTES
+from hashsearch.index.store import FLAT, model_fingerprint
 from hashsearch.methods import create_method
 from hashsearch.run import Run, load_run, save_run
 from hashsearch.search import Hits, two_stage_search
@@ -174,10 +175,12 @@ def build_index(
     data_path: str | None = None,
     features: str = "auto",
     pq_bytes: int = DEFAULT_PQ_BYTES,
+    backend: Backend = FLAT,
 ) -> HashIndex:
     """Encode a split (the database by default) and save it as an index directory.
 
-    `features` is how re-rank features are stored (`hashsearch.index.features`).
+    `features` is how re-rank features are stored (`hashsearch.index.features`),
+    `backend` where codes live and how stage 1 searches them (`hashsearch.index.backends`).
     """
     encoded, ids = encode_split(run, split, data_path)
     index = HashIndex.build(
@@ -193,14 +196,27 @@ def build_index(
         },
         features=features,
         pq_bytes=pq_bytes,
+        backend=backend if is_main_process() else FLAT,  # one process fills Milvus
     )
     if is_main_process():  # under torchrun every process encodes, one writes
         index.save(out, model_dir=run.directory)
     return index
 
 
-def index_model(index: HashIndex, index_dir: Path) -> Run:
-    """The model an index's items were encoded with (queries and new items need it)."""
+def index_model(index: HashIndex, index_dir: Path, run: Run | None = None) -> Run:
+    """The model an index's items were encoded with (queries and new items need it).
+
+    A `run` given instead (e.g. the training run, to encode on another device) must
+    be that very model: codes of another model are meaningless against the index.
+    """
+    if run is not None:
+        expected = index.info.get("model_fingerprint")
+        if expected is not None and model_fingerprint(run.directory) != expected:
+            raise HashsearchError(
+                f"run {run.directory} is not the model index {index_dir} was built with; "
+                "search with the index's own model or rebuild the index from this run"
+            )
+        return run
     if index.model_dir is None:
         raise HashsearchError(
             f"index {index_dir} holds no model to encode images with; "
@@ -287,10 +303,14 @@ def search_images(
     candidates: int = 100,
     radius: int | None = None,
     rerank: str = "cosine",
+    run: Run | None = None,
 ) -> list[dict[str, Any]]:
-    """Two-stage search of an index directory with query image files; JSON-ready results."""
+    """Two-stage search of an index directory with query image files; JSON-ready results.
+
+    Queries are encoded by the index's own model, or by `run` if it is that model.
+    """
     index = HashIndex.load(index_dir)
-    query = encode_files(index_model(index, index_dir), images)
+    query = encode_files(index_model(index, index_dir, run), images)
     found = two_stage_search(index, query.codes, query.features, top, candidates, radius, rerank)
     return [
         {"query": str(path), "results": hits_as_dicts(index, hits)}

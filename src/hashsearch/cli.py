@@ -23,6 +23,8 @@ from hashsearch.config import RunConfig, load_run_config, with_overrides
 from hashsearch.data import list_datasets
 from hashsearch.data.protocols import PROTOCOLS
 from hashsearch.errors import HashsearchError
+from hashsearch.index import Backend
+from hashsearch.index.backends import BACKEND_KINDS
 from hashsearch.index.features import FeatureForm
 from hashsearch.methods import list_methods
 from hashsearch.presets import PRESETS, default_preset, preset_config
@@ -48,6 +50,9 @@ console = Console(stderr=True)
 
 def _names(names: list[str] | tuple[str, ...]) -> str:
     return ", ".join(names)
+
+
+BackendKind = StrEnum("BackendKind", {kind: kind for kind in BACKEND_KINDS})  # type: ignore[misc]
 
 
 class Split(StrEnum):
@@ -163,12 +168,26 @@ def index(
         typer.Option(help="Re-rank feature storage; auto: pq for 4,096+ items, else float32."),
     ] = FeatureForm.auto,
     pq_bytes: Annotated[int, typer.Option(help="Bytes per item of pq features.")] = 32,
+    backend: Annotated[
+        BackendKind,
+        typer.Option(help="Stage 1: flat (exact), hash or ivf (approximate FAISS), or milvus."),
+    ] = BackendKind.flat,
+    milvus_uri: Annotated[
+        str | None,
+        typer.Option(help="milvus: a milvus-lite file (x.db) or a server, http://host:19530."),
+    ] = None,
+    collection: Annotated[
+        str | None, typer.Option(help="milvus: the collection to create (default: a new name).")
+    ] = None,
 ) -> None:
     """Build a searchable index directory from a split (the database by default)."""
-    built = api.build_index(open_run(run, device), out, split.value, data, features.value, pq_bytes)
+    where = Backend(backend.value, milvus_uri, collection)
+    built = api.build_index(
+        open_run(run, device), out, split.value, data, features.value, pq_bytes, where
+    )
     console.print(
         f"indexed {len(built)} items ({built.bits} bits, {built.codec.code_size} bytes of "
-        f"{built.codec.name} re-rank features each) in {out}"
+        f"{built.codec.name} re-rank features each, {backend.value} backend) in {out}"
     )
 
 
@@ -205,9 +224,15 @@ def search(
     radius: Annotated[int | None, typer.Option(help="Stage 1: all within this radius.")] = None,
     rerank: Annotated[str, typer.Option(help=f"One of: {_names(RERANKERS.names())}.")] = "cosine",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    run: Annotated[
+        Path | None,
+        typer.Option(help="Encode queries with this run (it must be the index's model)."),
+    ] = None,
+    device: Device = None,
 ) -> None:
     """Search an index with query images (two-stage: Hamming, then re-ranking)."""
-    found = api.search_images(index, images, top, candidates, radius, rerank)
+    model = open_run(run, device) if run is not None else None
+    found = api.search_images(index, images, top, candidates, radius, rerank, model)
     if as_json:
         print(json.dumps(found, indent=2))
         return

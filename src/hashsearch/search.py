@@ -55,10 +55,10 @@ def stage1(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per query (hamming, items) in Hamming order, ties broken by item order."""
     if radius is None:
-        distances, items = index.faiss_index.search(codes, min(candidates, len(index)))
+        distances, items = index.store.search(codes, min(candidates, len(index)))
         # an approximate FAISS index pads a short list with -1
         return [(d[i >= 0], i[i >= 0]) for d, i in zip(distances, items, strict=True)]
-    lims, distances, items = index.faiss_index.range_search(codes, radius + 1)
+    lims, distances, items = index.store.range_search(codes, radius + 1)
     found = []
     for q in range(len(codes)):
         d, i = distances[lims[q] : lims[q + 1]], items[lims[q] : lims[q + 1]]

@@ -3,9 +3,11 @@
     INDEX/
       CURRENT             the name of the live version folder, replaced atomically
       v-<stamp>/          one complete version of the index:
-        manifest.json     format version, bits, method, counts, feature codec, sha256 of files
-        codes.npy         (N, bits / 8) uint8 packed binary codes (FAISS IndexBinaryFlat at load)
-        features.npy      (N, code size) uint8 re-rank features in the codec's form
+        manifest.json     format version, bits, method, counts, feature codec, backend,
+                          model fingerprint, sha256 of files
+        codes.npy         (N, bits / 8) uint8 packed binary codes  } a local backend's
+        features.npy      (N, code size) uint8 re-rank features    } (`index.backends`);
+        stage1.faiss      an IVF backend's trained centroids        } milvus keeps keys.npy
         features.codec    the trained FAISS feature codec (`hashsearch.index.features`)
         labels.npy        (N,) int64 or (N, K) multi-hot
         ids.json          N item ids (unique)
@@ -41,19 +43,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import faiss
 import numpy as np
 
 from hashsearch.encoding import Encoded
 from hashsearch.errors import HashsearchError
+from hashsearch.index.backends import BACKEND_KINDS, LOCAL_KINDS, CodeStore, LocalStore
 from hashsearch.index.features import DEFAULT_PQ_BYTES, FeatureCodec
+from hashsearch.index.milvus import MilvusStore
 from hashsearch.run import RUN_FILES
 
 FORMAT = "hashsearch-index"
-FORMAT_VERSION = 2
-BACKEND = "IndexBinaryFlat"
-DATA_FILES = ("codes.npy", "features.npy", "features.codec", "labels.npy", "ids.json")
+FORMAT_VERSION = 3
+DATA_FILES = ("features.codec", "labels.npy", "ids.json")
 REQUIRED_KEYS = ("bits", "count", "feature_dim", "feature_codec", "backend", "files")
+MODEL_FILE = "model.safetensors"
 CURRENT = "CURRENT"
 # what saves create (version folders, their staging names, pointer temporaries): all
 # that cleanup may delete, so that a folder a user keeps beside an index is never touched
@@ -65,13 +68,41 @@ def sha256_of(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def model_fingerprint(model_dir: Path) -> str:
+    """What identifies a model: the sha256 of its weights file."""
+    return sha256_of(model_dir / MODEL_FILE)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where an index keeps its codes: a local FAISS kind, or a Milvus collection at `uri`."""
+
+    kind: str = "flat"
+    uri: str | None = None
+    collection: str | None = None
+
+    def build(self, codes: np.ndarray, feature_codes: np.ndarray) -> CodeStore:
+        if self.kind not in BACKEND_KINDS:
+            raise HashsearchError(
+                f"unknown index backend {self.kind!r}; use one of {', '.join(BACKEND_KINDS)}"
+            )
+        if self.kind in LOCAL_KINDS:
+            return LocalStore.build(self.kind, codes, feature_codes)
+        if not self.uri:
+            raise HashsearchError("the milvus backend needs a URI (--milvus-uri)")
+        collection = self.collection or f"hashsearch_{uuid.uuid4().hex[:12]}"
+        return MilvusStore.build(self.uri, collection, codes, feature_codes)
+
+
+FLAT = Backend()
+
+
 @dataclass
 class HashIndex:
-    """Binary codes in a FAISS index plus the re-rank features, labels and ids of the same items.
+    """Binary codes and re-rank features in a backend, plus the labels and ids of the items.
 
     Attributes:
-        faiss_index: a `faiss.IndexBinaryFlat` holding the packed codes.
-        feature_codes: (N, code size) uint8 re-rank features in `codec`'s form.
+        store: the backend holding codes and feature codes, searched in stage 1.
         codec: the trained feature codec (float32, float16, int8 or PQ).
         labels: (N,) int64 or (N, K) multi-hot.
         ids: N unique item ids.
@@ -79,8 +110,7 @@ class HashIndex:
         model_dir: the model the items were encoded with, when the index holds one.
     """
 
-    faiss_index: Any
-    feature_codes: np.ndarray
+    store: CodeStore
     codec: FeatureCodec
     labels: np.ndarray
     ids: list[str]
@@ -95,20 +125,20 @@ class HashIndex:
         info: dict[str, Any],
         features: str = "auto",
         pq_bytes: int = DEFAULT_PQ_BYTES,
+        backend: Backend = FLAT,
     ) -> HashIndex:
         """Index encoded items; `info` goes into the manifest (method, classes, ...).
 
-        `features` picks how re-rank features are stored (`hashsearch.index.features`).
+        `features` picks how re-rank features are stored (`hashsearch.index.features`),
+        `backend` where codes and features live and how stage 1 searches them.
         """
         if len(encoded.codes) != len(ids):
             raise HashsearchError(f"{len(encoded.codes)} codes but {len(ids)} ids")
         check_unique(list(ids))
         codec = FeatureCodec.fit(np.asarray(encoded.features), features, pq_bytes)
-        faiss_index = faiss.IndexBinaryFlat(encoded.codes.shape[1] * 8)
-        faiss_index.add(np.ascontiguousarray(encoded.codes, dtype=np.uint8))
+        codes = np.ascontiguousarray(encoded.codes, dtype=np.uint8)
         return cls(
-            faiss_index,
-            codec.encode(encoded.features),
+            backend.build(codes, codec.encode(encoded.features)),
             codec,
             np.asarray(encoded.labels),
             list(ids),
@@ -117,24 +147,22 @@ class HashIndex:
 
     @property
     def bits(self) -> int:
-        return int(self.faiss_index.d)
+        return int(self.store.bits)
 
     @property
     def feature_dim(self) -> int:
         return self.codec.dim
 
     def __len__(self) -> int:
-        return int(self.faiss_index.ntotal)
+        return len(self.store)
 
     def codes(self) -> np.ndarray:
-        """(N, bits // 8) uint8, read back from FAISS."""
-        flat = faiss.vector_to_array(self.faiss_index.xb)
-        return flat.reshape(len(self), self.bits // 8)
+        """(N, bits // 8) uint8 packed codes, in index order."""
+        return self.store.codes()
 
     def features(self, rows: np.ndarray | None = None) -> np.ndarray:
         """Re-rank features (unit length) of `rows` (all items if None), decoded to float32."""
-        codes = self.feature_codes if rows is None else self.feature_codes[rows]
-        return self.codec.decode(np.asarray(codes))
+        return self.codec.decode(self.store.feature_codes(rows))
 
     def encoded(self) -> Encoded:
         """The indexed items as `Encoded`, e.g. to evaluate without encoding them again."""
@@ -162,9 +190,8 @@ class HashIndex:
                 f"{np.asarray(self.labels).shape[1:]}"
             )
         check_unique(self.ids + ids)
-        self.faiss_index.add(np.ascontiguousarray(encoded.codes, dtype=np.uint8))
-        self.feature_codes = np.concatenate(
-            [self.feature_codes, self.codec.encode(encoded.features)]
+        self.store.add(
+            np.ascontiguousarray(encoded.codes, dtype=np.uint8), self.codec.encode(encoded.features)
         )
         self.labels = np.concatenate([np.asarray(self.labels), labels])
         self.ids += ids
@@ -177,15 +204,15 @@ class HashIndex:
             raise HashsearchError(
                 f"{len(unknown)} id(s) not in the index, e.g. {unknown[0]!r}; nothing removed"
             )
-        drop = np.zeros(len(self), bool)
-        drop[[position[item] for item in ids]] = True
-        selector = faiss.IDSelectorBatch(np.flatnonzero(drop).astype(np.int64))
-        self.faiss_index.remove_ids(selector)
-        keep = ~drop
-        self.feature_codes = np.asarray(self.feature_codes)[keep]
-        self.labels = np.asarray(self.labels)[keep]
-        self.ids = [item for item, k in zip(self.ids, keep, strict=True) if k]
-        return int(drop.sum())
+        keep = np.ones(len(self), bool)
+        keep[[position[item] for item in ids]] = False
+        self._keep(keep)
+        return int((~keep).sum())
+
+    def _keep(self, mask: np.ndarray) -> None:
+        self.store.keep(mask)
+        self.labels = np.asarray(self.labels)[mask]
+        self.ids = [item for item, k in zip(self.ids, mask, strict=True) if k]
 
     # -- saving and loading -------------------------------------------------------------
 
@@ -204,6 +231,9 @@ class HashIndex:
         """Load, change and save an index under the writer lock (no lost updates)."""
         with writer_lock(directory):
             index = cls.load(directory)
+            still_held = index.store.reconcile()  # tidy what a crashed edit left
+            if not still_held.all():
+                index._keep(still_held)
             yield index
             index._save_locked(directory, index.model_dir)
 
@@ -211,17 +241,18 @@ class HashIndex:
         stamp = f"v-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         staging = directory / f".tmp-{stamp}"
         staging.mkdir()
-        np.save(staging / "codes.npy", self.codes())
-        np.save(staging / "features.npy", np.ascontiguousarray(self.feature_codes))
+        backend = self.store.write(staging)
         (staging / "features.codec").write_bytes(self.codec.serialize().tobytes())
         np.save(staging / "labels.npy", np.asarray(self.labels))
         (staging / "ids.json").write_text(json.dumps(self.ids))
-        names = list(DATA_FILES)
+        names = [*DATA_FILES, *backend.pop("files")]
+        fingerprint = {}
         if model_dir is not None:
             (staging / "model").mkdir()
             for name in RUN_FILES:
                 shutil.copyfile(model_dir / name, staging / "model" / name)
             names += [f"model/{name}" for name in RUN_FILES]
+            fingerprint["model_fingerprint"] = model_fingerprint(staging / "model")
         manifest = {
             **self.info,
             "format": FORMAT,
@@ -231,7 +262,8 @@ class HashIndex:
             "feature_dim": self.feature_dim,
             "feature_codec": self.codec.name,
             "feature_bytes": self.codec.code_size,
-            "backend": BACKEND,
+            "backend": backend,
+            **fingerprint,
             "files": {name: sha256_of(staging / name) for name in names},
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -273,32 +305,32 @@ class HashIndex:
     @classmethod
     def _load_version(cls, directory: Path, version: Path, mmap: bool) -> HashIndex:
         manifest = read_manifest(directory, version)
-        mode = "r" if mmap else None
-        codes = np.load(version / "codes.npy", allow_pickle=False)
-        feature_codes = np.load(version / "features.npy", mmap_mode=mode, allow_pickle=False)
-        labels = np.load(version / "labels.npy", mmap_mode=mode, allow_pickle=False)
+        backend = manifest["backend"]
+        shape = (manifest["bits"], manifest.get("feature_bytes", -1))
+        store: CodeStore
+        if backend["kind"] == "milvus":
+            store = MilvusStore.open(backend, *shape, np.load(version / "keys.npy"))
+        else:
+            store = LocalStore.open(version, backend, *shape, mmap)
+        labels = np.load(version / "labels.npy", mmap_mode="r" if mmap else None)
         ids = json.loads((version / "ids.json").read_text())
         codec = FeatureCodec.deserialize(
             np.frombuffer((version / "features.codec").read_bytes(), np.uint8)
         )
-        counts = {len(codes), len(feature_codes), len(labels), len(ids), manifest["count"]}
+        counts = {len(store), len(labels), len(ids), manifest["count"]}
         shape_ok = (
-            codes.ndim == 2
-            and codes.shape[1] * 8 == manifest["bits"]
-            and codec.dim == manifest["feature_dim"]
+            codec.dim == manifest["feature_dim"]
             and codec.name == manifest["feature_codec"]
-            and feature_codes.shape[1:] == (codec.code_size,)
+            and codec.code_size == manifest.get("feature_bytes")
         )
         if len(counts) != 1 or not shape_ok:
             raise HashsearchError(
                 f"index {directory} is inconsistent with its manifest; "
                 "rebuild it with `hashsearch index`"
             )
-        faiss_index = faiss.IndexBinaryFlat(manifest["bits"])
-        faiss_index.add(np.ascontiguousarray(codes, dtype=np.uint8))
         info = {k: v for k, v in manifest.items() if k not in ("files", "format")}
         model_dir = version / "model" if (version / "model" / "run.json").is_file() else None
-        return cls(faiss_index, feature_codes, codec, labels, ids, info, model_dir)
+        return cls(store, codec, labels, ids, info, model_dir)
 
 
 @contextmanager
@@ -366,8 +398,10 @@ def read_manifest(directory: Path, version: Path | None = None) -> dict[str, Any
         )
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     missing += [f for f in DATA_FILES if f not in manifest.get("files", {})]
-    if manifest.get("backend", BACKEND) != BACKEND:
-        missing.append(f"a {BACKEND} backend")
+    if not isinstance(manifest.get("backend"), dict) or manifest["backend"].get("kind") not in (
+        BACKEND_KINDS
+    ):
+        missing.append(f"a backend (one of {', '.join(BACKEND_KINDS)})")
     if missing:
         raise HashsearchError(
             f"index manifest {path} lacks {', '.join(missing)}; rebuild the index"
