@@ -68,3 +68,28 @@ def test_under_torchrun_cuda_means_the_local_rank_gpu(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert process_device("cuda") == "cuda:1" and process_device("cuda:0") == "cuda:0"
     assert process_device("cpu") == "cpu"
+
+
+def test_torchrun_trains_data_parallel_in_step(tmp_path):
+    """2 processes train one model: the run is written once and matches one process's quality."""
+    options = [
+        "--preset", "digits", "--epochs", "3", "--bits", "24", "--no-progress",
+        "--set", "backbone.widths=[8, 16]", "--set", "backbone.blocks=[1, 1]",
+    ]  # fmt: skip
+    done = torchrun("train", *options, "--out", str(tmp_path / "parallel"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("trained saeh") == 1  # rank 0 reports and writes
+    parallel = api.load_run(tmp_path / "parallel")
+    assert parallel.meta["processes"] == 2
+    config = preset_config(
+        "digits",
+        {
+            "train.epochs": 3,
+            "method.bits": 24,
+            "backbone.widths": (8, 16),
+            "backbone.blocks": (1, 1),
+        },
+    )
+    single = api.train(config, tmp_path / "single", progress=False)
+    maps = [api.evaluate(run)["two_stage"]["map_all"] for run in (parallel, single)]
+    assert maps[0] > 0.5 and abs(maps[0] - maps[1]) < 0.1, maps

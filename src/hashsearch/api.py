@@ -24,7 +24,7 @@ from hashsearch.data import load_dataset
 from hashsearch.data.dataset import ImageDataset
 from hashsearch.data.decode import decode_image
 from hashsearch.data.protocols import Splits, make_splits
-from hashsearch.distributed import is_main_process
+from hashsearch.distributed import is_main_process, world
 from hashsearch.encoding import Encoded, encode_images
 from hashsearch.errors import HashsearchError
 from hashsearch.evaluation import evaluate_retrieval
@@ -93,7 +93,7 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Run:
     config = with_overrides(config, {"method.params": model.params.model_dump(mode="json")})
     trainer = Trainer(config.train, config.seed)
     data = training_data(dataset, splits, config.train.val_retrieval_size, config.seed)
-    result = trainer.fit(model, data, progress=progress)
+    result = trainer.fit(model, data, progress=progress and is_main_process())
     meta = {
         "num_classes": dataset.num_classes,
         "classes": list(dataset.classes),
@@ -104,13 +104,15 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Run:
         "method": config.method.name,
         "feature_dim": model.encoder.feature_dim,
         "environment": environment(),
+        "processes": world()[1],
     }
     metrics = {
         "best_epoch": result.best_epoch,
         "train_seconds": result.train_seconds,
         "history": result.history,
     }
-    save_run(out, config, model, meta, metrics)
+    if is_main_process():  # under torchrun every process trains, one writes
+        save_run(out, config, model, meta, metrics)
     return Run(out, config, meta, model.eval())
 
 

@@ -1,19 +1,30 @@
-"""Several processes, one job: `torchrun` process groups for sharded encoding.
+"""Several processes, one job: `torchrun` process groups for training and encoding.
 
-`hashsearch encode` and `hashsearch index` launched by `torchrun --nproc-per-node N`
-join one process group (gloo: what travels is encoded batches on the CPU). Each
-process encodes every N-th batch of the collection; the batches are gathered,
-in their order, by every process, so the result equals a single process's batch
-for batch, and only the first process (rank 0) writes files.
+`hashsearch train`, `encode` and `index` launched by `torchrun --nproc-per-node N`
+(or across machines with `--nnodes`) join one process group (gloo: it runs on
+any machine, with or without GPUs). Only the first process (rank 0) writes files.
+
+- Encoding: each process encodes every N-th batch of the collection; the batches
+  are gathered, in their order, by every process, so the result equals a single
+  process's batch for batch.
+- Training (data parallel): every process draws the same shuffled global batch
+  and takes every N-th item of it; gradients are averaged over the processes
+  after each backward pass, so all hold the same weights after every step.
+  BatchNorm statistics and pairwise losses see each process's share of the
+  batch (as in PyTorch DDP without SyncBatchNorm); running statistics are
+  averaged before each validation, so every process selects the same epoch.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+import torch
 import torch.distributed as dist
+
+from hashsearch.errors import HashsearchError
 
 T = TypeVar("T")
 
@@ -29,6 +40,52 @@ def init_from_environment() -> None:
     """
     if launched_by_torchrun() and not dist.is_initialized():
         dist.init_process_group("gloo")
+
+
+def average_gradients(parameters: Iterable[torch.nn.Parameter]) -> None:
+    """Replace each gradient by its mean over the processes (one all-reduce for all)."""
+    size = world()[1]
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if size == 1 or not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= size
+    for grad, part in zip(grads, flat.split([g.numel() for g in grads]), strict=True):
+        grad.copy_(part.view_as(grad))
+
+
+def average_values(values: dict[str, float]) -> dict[str, float]:
+    """The mean of each named float over the processes (e.g. loss terms to log)."""
+    size = world()[1]
+    if size == 1:
+        return values
+    flat = torch.tensor(list(values.values()), dtype=torch.float64)
+    dist.all_reduce(flat)
+    return dict(zip(values, (flat / size).tolist(), strict=True))
+
+
+def average_buffers(module: torch.nn.Module) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over the processes."""
+    size = world()[1]
+    if size == 1:
+        return
+    for buffer in module.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer)
+            buffer /= size
+
+
+def check_in_step(module: torch.nn.Module) -> None:
+    """Refuse to go on if the processes' weights drifted apart (they never should)."""
+    size = world()[1]
+    if size == 1:
+        return
+    checksum = float(sum(p.detach().double().sum() for p in module.parameters()))
+    gathered: list[float] = [0.0] * size
+    dist.all_gather_object(gathered, checksum)
+    if len(set(gathered)) != 1:
+        raise HashsearchError(f"data-parallel processes hold different weights: {gathered}")
 
 
 def process_device(device: str) -> str:

@@ -4,7 +4,9 @@ It knows nothing about any method: it feeds normalised, augmented batches and
 one-hot/multi-hot targets to `method.losses`, minimises the sum of the named
 terms it gets back, and logs each of them. Model selection looks only at the
 validation split (validation queries searching a sample of the training items),
-never at the query set.
+never at the query set. Under `torchrun` it trains data-parallel
+(`hashsearch.distributed`): each process takes its share of every batch and the
+gradients are averaged.
 """
 
 from __future__ import annotations
@@ -23,6 +25,14 @@ from tqdm import tqdm
 
 from hashsearch.config import TrainConfig
 from hashsearch.device import check_device
+from hashsearch.distributed import (
+    average_buffers,
+    average_gradients,
+    average_values,
+    check_in_step,
+    process_device,
+    world,
+)
 from hashsearch.encoding import encode_images, forward_batches
 from hashsearch.errors import TrainingDiverged
 from hashsearch.evaluation import evaluate_retrieval
@@ -89,6 +99,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, seed: int) -> None:
         check_device(config.device)
         self.config = config
+        self.device = process_device(config.device)
         self.seed = seed
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -125,6 +136,7 @@ class Trainer:
                 **self._epoch(method, images, targets, bar, generator, optimizer, schedule),
             }
             if epoch % cfg.eval_every == 0 or epoch == epochs:
+                average_buffers(method)  # every process validates the same model
                 record.update(self.validate(method, data))
                 result.consider(record, method)
             result.history.append(record)
@@ -137,6 +149,7 @@ class Trainer:
             if on_epoch is not None:
                 on_epoch(record)
         result.train_seconds = time.perf_counter() - started
+        check_in_step(method)
         method.load_state_dict(result.best_state)
         return result
 
@@ -147,7 +160,7 @@ class Trainer:
         images = torch.from_numpy(np.ascontiguousarray(data.train_images)).permute(0, 3, 1, 2)
         targets = torch.from_numpy(to_multi_hot(data.train_labels, data.num_classes))
         method.encoder.fit(images)
-        method.to(self.config.device)
+        method.to(self.device)
         if self.config.channels_last:
             method.to(memory_format=torch.channels_last)
         return images, targets
@@ -165,7 +178,9 @@ class Trainer:
         """One pass over the batches `bar` yields; returns mean loss terms and wall time."""
         method.train()
         started, sums, done = time.perf_counter(), {}, 0
-        for idx in bar:
+        rank, size = world()
+        for batch in bar:
+            idx = batch[rank::size]  # this process's share of the global batch
             method.progress = schedule.last_epoch / schedule.total_steps
             terms = self.train_step(method, images[idx], targets[idx], generator, optimizer)
             bad = [name for name, value in terms.items() if not math.isfinite(value)]
@@ -227,21 +242,22 @@ class Trainer:
         BF16 this almost doubles convolution throughput (docs/recipe.md).
         """
         cfg = self.config
-        images = augment(images, cfg.augment, generator).to(cfg.device)
-        device_type = torch.device(cfg.device).type
+        images = augment(images, cfg.augment, generator).to(self.device)
+        device_type = torch.device(self.device).type
         with torch.autocast(device_type, torch.bfloat16, enabled=cfg.precision == "bf16"):
             x = method.normalize(images)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            terms = method.losses(x, targets.to(cfg.device), method(x))
+            terms = method.losses(x, targets.to(self.device), method(x))
         optimizer.zero_grad(set_to_none=True)
         sum(terms.values()).backward()
+        average_gradients(method.parameters())
         optimizer.step()
-        return {name: float(value.detach()) for name, value in terms.items()}
+        return average_values({name: float(value.detach()) for name, value in terms.items()})
 
     def validate(self, method: HashingMethod, data: TrainingData) -> dict[str, float]:
         """Validation mAP@all (val queries vs a training sample) and, if any, accuracy."""
-        device = self.config.device
+        device = self.device
         query = encode_images(method, data.val_images, data.val_labels, device=device)
         base = encode_images(method, data.retrieval_images, data.retrieval_labels, device=device)
         report = evaluate_retrieval(query, base, method.bits, rerank="none")
@@ -255,7 +271,7 @@ class Trainer:
         """Top-1 validation accuracy of the method's classifier, if it has one."""
         truth = torch.from_numpy(to_multi_hot(data.val_labels, data.num_classes))
         hits = 0.0
-        for out, rows in forward_batches(method, data.val_images, device=self.config.device):
+        for out, rows in forward_batches(method, data.val_images, device=self.device):
             logits = method.class_logits(out)
             if logits is None:
                 return None
