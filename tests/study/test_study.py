@@ -188,3 +188,31 @@ def test_a_stale_run_of_another_config_is_an_error_not_passed_over(tmp_path):
     changed = with_overrides(study.run_config(cell), {"train.epochs": 5})
     with pytest.raises(HashsearchError, match="another config"):
         study.finished(cell, changed)
+
+
+def test_bench_corruptions_scores_every_method_under_every_corruption(
+    tmp_path, monkeypatch, capsys
+):
+    args = ["--preset", "tiny", "--bits", "16", "--seed-bits", "16", "--seeds", "0"]
+    args += ["--methods", "saeh", "itq-pixels", "--rerank", "none", "cosine"]
+    bench(monkeypatch, capsys, *args, "--candidates", "50", "--out", tmp_path, "--corruptions")
+    records = json.loads((tmp_path / "robustness.json").read_text())
+    assert len(records) == 2 * (1 + 7 * 3) * 2  # methods x (clean + 7 x 3) x stages
+    study = json.loads((tmp_path / "results.json").read_text())
+    for r in (r for r in records if r["corruption"] == "clean"):  # the study's own figure
+        rerank = "none" if r["stage"] == "stage1" else "cosine"
+        same = [s for s in study if s["method"] == r["method"] and s["rerank"] == rerank]
+        assert same[0]["map_all"] == pytest.approx(r["map_all"])
+    noisy = {
+        (r["method"], r["stage"]): r["map_all"]
+        for r in records
+        if r["corruption"] == "gaussian_noise" and r["severity"] == 3
+    }
+    clean = {(r["method"], r["stage"]): r["map_all"] for r in records if r["severity"] == 0}
+    assert all(noisy[key] != clean[key] for key in clean)
+    table = (tmp_path / "robustness.md").read_text()
+    assert "| saeh |" in table and "severity-3 mean / clean" in table
+    assert (tmp_path / "robustness.png").stat().st_size > 1000
+    saved = (tmp_path / "runs" / "saeh-16b-seed0" / "robustness.json").stat().st_mtime_ns
+    bench(monkeypatch, capsys, *args, "--candidates", "50", "--out", tmp_path, "--corruptions")
+    assert (tmp_path / "runs" / "saeh-16b-seed0" / "robustness.json").stat().st_mtime_ns == saved

@@ -15,6 +15,7 @@ import logging
 import os
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 QUERY_SAMPLE_SEED = 0  # the query subset is the same for every cell and seed
 METRICS = ("map_all", "map_1000", "precision_at_100", "precision_at_1000")
+QueryEncoder = Callable[[np.ndarray, np.ndarray], Encoded]  # (images, labels) -> Encoded
 
 
 @dataclass
@@ -221,16 +223,7 @@ class Study:
     def _shallow(
         self, cell: Cell, contestant: Contestant
     ) -> tuple[Encoded, Encoded, dict[str, Any]]:
-        source = Cell(FEATURE_SOURCE, cell.bits, cell.seed)
-        config = self.run_config(source)
-        if contestant.vectors == "features":
-            run = self.finished(source, config)
-            if run is None:
-                raise RuntimeError(f"the feature source {source.name} has not been trained")
-            train, query, database = (self.encoded(run, s) for s in ("train", "query", "database"))
-            vectors = {"train": train, "query": query, "database": database}
-        else:
-            vectors = {s: self.pixels(config, s) for s in ("train", "query", "database")}
+        source, _, vectors = self.shallow_vectors(cell, contestant)
         started = time.perf_counter()
         hasher = SHALLOW_METHODS.get(contestant.method)(cell.bits, cell.seed)
         hasher.fit(vectors["train"].features)
@@ -255,11 +248,52 @@ class Study:
             },
         )
 
+    def shallow_vectors(
+        self, cell: Cell, contestant: Contestant
+    ) -> tuple[Cell, api.Run | None, dict[str, Encoded]]:
+        """What a shallow cell hashes: its feature source cell and run, and the split vectors."""
+        source = Cell(FEATURE_SOURCE, cell.bits, cell.seed)
+        config = self.run_config(source)
+        if contestant.vectors == "pixels":
+            return source, None, {s: self.pixels(config, s) for s in ("train", "query", "database")}
+        run = self.finished(source, config)
+        if run is None:
+            raise RuntimeError(f"the feature source {source.name} has not been trained")
+        return source, run, {s: self.encoded(run, s) for s in ("train", "query", "database")}
+
+    def cell_encoder(
+        self, cell: Cell
+    ) -> tuple[Callable[[np.ndarray, np.ndarray], Encoded], Encoded]:
+        """How a finished cell encodes new query images, and its encoded database."""
+        contestant = CONTESTANTS.get(cell.contestant)
+        device = self.device
+        if contestant.kind == "deep":
+            run = self.finished(cell, self.run_config(cell))
+            if run is None:
+                raise RuntimeError(f"{cell.name} has not been trained")
+            return (
+                lambda images, labels: encode_images(run.model, images, labels, device=device),
+                self.encoded(run, "database"),
+            )
+        _, run, vectors = self.shallow_vectors(cell, contestant)
+        hasher = SHALLOW_METHODS.get(contestant.method)(cell.bits, cell.seed)
+        hasher.fit(vectors["train"].features)
+
+        def encode(images: np.ndarray, labels: np.ndarray) -> Encoded:
+            if run is None:
+                features = as_pixel_vectors(images)
+            else:
+                features = encode_images(run.model, images, labels, device=device).features
+            return Encoded(hasher.encode(features), features, labels)
+
+        database = vectors["database"]
+        return encode, Encoded(hasher.encode(database.features), database.features, database.labels)
+
     def pixels(self, config: RunConfig, split: str) -> Encoded:
         """Raw pixels as float vectors in [0, 1] (they are also the re-rank features)."""
         dataset = self.dataset(config)
         rows = self.split_rows(config, split)
-        flat = dataset.images[rows].reshape(len(rows), -1).astype(np.float32) / 255.0
+        flat = as_pixel_vectors(dataset.images[rows])
         return Encoded(np.zeros((len(rows), 0), np.uint8), flat, dataset.labels[rows])
 
     # -- records ----------------------------------------------------------------------
@@ -295,6 +329,11 @@ class Study:
                 }
             )
         return records
+
+
+def as_pixel_vectors(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) uint8 images as (N, H * W * C) float32 vectors in [0, 1]."""
+    return images.reshape(len(images), -1).astype(np.float32) / 255.0
 
 
 @functools.cache
