@@ -140,3 +140,19 @@ def test_one_cycle_momentum_schedule_is_the_default():
         optimizer.step()
         schedule.step()
     assert optimizer.param_groups[0]["momentum"] < first  # cycles with the learning rate
+
+
+def test_photometric_corruption_hits_its_share_of_images_deterministically():
+    images = (torch.rand(400, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).to(
+        torch.uint8
+    )
+    config = AugmentConfig(translate=0, flip=False, corrupt=0.5)
+    first = augment(images, config, torch.Generator().manual_seed(1))
+    again = augment(images, config, torch.Generator().manual_seed(1))
+    assert first.dtype == torch.uint8 and torch.equal(first, again)
+    changed = (first != images).flatten(1).any(1).float().mean()
+    assert 0.4 < changed < 0.6
+    off = AugmentConfig(translate=0, flip=False)
+    assert torch.equal(augment(images, off, torch.Generator().manual_seed(1)), images)
+    everything = augment(images, off.model_copy(update={"corrupt": 1.0}), torch.Generator())
+    assert (everything != images).flatten(1).any(1).float().mean() > 0.95

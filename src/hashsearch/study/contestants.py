@@ -38,12 +38,14 @@ class Contestant:
         kind: "deep" trains; "shallow" fits on `vectors` of the training split.
         params: the method's own parameters.
         vectors: what a shallow method hashes: the SAEH run's "features" or "pixels".
+        train: training-recipe settings of this contestant (dotted config keys).
     """
 
     method: str
     kind: Literal["deep", "shallow"] = "deep"
     params: dict[str, Any] = field(default_factory=dict)
     vectors: Literal["features", "pixels"] = "features"
+    train: dict[str, Any] = field(default_factory=dict)
 
 
 CONTESTANTS: Registry[Contestant] = Registry("contestant")
@@ -53,6 +55,10 @@ CONTESTANTS.register("saeh-no-decoder")(
 )
 CONTESTANTS.register("saeh-no-pairwise")(
     Contestant("saeh", params={**SAEH_PARAMS, "lambda_sim": 0.0})
+)
+# SAEH trained on photometrically corrupted images too (docs/robustness.md).
+CONTESTANTS.register("saeh-robust")(
+    Contestant("saeh", params=SAEH_PARAMS, train={"train.augment.corrupt": 0.5})
 )
 for _name in ("dsh", "dpsh", "hashnet", "csq", "greedyhash"):
     CONTESTANTS.register(_name)(Contestant(_name))
