@@ -90,14 +90,18 @@ class AugmentConfig(_Strict):
     # random crop by translation of up to this many pixels, reflect-padded
     translate: NonNegativeInt = 2
     flip: bool = True  # horizontal flips; off for data where mirror images differ (digits)
-    # Photometric corruption, for codes that survive noisy or badly exposed queries
-    # (docs/robustness.md): this fraction of the images gets one of Gaussian noise
-    # (sigma up to `noise` x 255), Gaussian blur (sigma up to `blur` pixels), a
-    # brightness shift (up to `color` x 255) or a contrast cut (down to 1 - 1.6 `color`).
+    # Corruption, for codes that survive noisy, blurred, badly exposed or badly framed
+    # queries (docs/robustness.md): this fraction of the images gets one of Gaussian
+    # noise (sigma up to `noise` x 255), Gaussian blur (sigma up to `blur` pixels), a
+    # brightness shift (up to `color` x 255), a contrast cut (down to 1 - 1.6 `color`),
+    # a zoom (keeping down to 1 - `zoom` of each side) or a rotation (up to `rotate`
+    # degrees).
     corrupt: Annotated[float, Field(ge=0, le=1)] = 0.0
     noise: NonNegativeFloat = 0.1
     blur: NonNegativeFloat = 1.0
     color: Annotated[float, Field(ge=0, le=0.5)] = 0.5
+    zoom: Annotated[float, Field(ge=0, lt=1)] = 0.3
+    rotate: Annotated[float, Field(ge=0, le=180)] = 15.0
 
 
 class TrainConfig(_Strict):

@@ -67,7 +67,9 @@ def test_dsh_ranks_the_test_split_among_itself(dataset):
     assert (dataset.splits[np.concatenate([s.train, s.val])] == "train").all()
 
 
-@pytest.mark.parametrize("protocol", ["cifar10-2", "cifar10", "cifar10-1", "dsh", "holdout"])
+@pytest.mark.parametrize(
+    "protocol", ["cifar10-2", "cifar10", "cifar10-1", "dsh", "holdout", "unseen"]
+)
 def test_deterministic_from_seed_and_val_disjoint_from_train(dataset, protocol):
     a, b = make_splits(dataset, protocol, 7), make_splits(dataset, protocol, 7)
     c = make_splits(dataset, protocol, 8)
@@ -85,3 +87,24 @@ def test_val_size_override_and_too_small_data():
         make_splits(small, "cifar10-2", 0)
     with pytest.raises(HashsearchError, match="unknown protocol"):
         make_splits(small, "cifar100", 0)
+
+
+def test_unseen_classes_never_train_and_are_all_that_is_searched(dataset):
+    s = make_splits(dataset, "unseen", seed=0)
+    labels = dataset.labels
+    assert set(labels[s.train]) | set(labels[s.val]) == set(range(7))
+    assert set(labels[s.query]) == set(labels[s.database]) == {7, 8, 9}
+    assert s.sizes() == {"train": 34_300, "val": 700, "query": 3_000, "database": 15_000}
+    assert (dataset.splits[s.query] == "test").all() and (
+        dataset.splits[s.database] == "train"
+    ).all()
+    multi = ImageDataset(
+        name="m",
+        images=dataset.images[:4],
+        labels=np.eye(3, dtype=np.int64)[[0, 1, 2, 0]],
+        classes=("a", "b", "c"),
+        ids=np.array(["0", "1", "2", "3"]),
+        splits=np.array(["train"] * 4),
+    )
+    with pytest.raises(HashsearchError, match="single-label"):
+        make_splits(multi, "unseen", seed=0)

@@ -142,7 +142,7 @@ def test_one_cycle_momentum_schedule_is_the_default():
     assert optimizer.param_groups[0]["momentum"] < first  # cycles with the learning rate
 
 
-def test_photometric_corruption_hits_its_share_of_images_deterministically():
+def test_corruption_augmentation_hits_its_share_of_images_deterministically():
     images = (torch.rand(400, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).to(
         torch.uint8
     )

@@ -12,6 +12,13 @@ is never used to pick an epoch or a hyper-parameter.
 | `cifar10-1` | 100 per class            | all but the query        | 500/cls from database, val 50|
 | `dsh`       | the official test split  | = query (DSH's protocol) | the official train split     |
 | `holdout`   | 10% per class            | the rest                 | = database, val 10%/cls      |
+| `unseen`    | test items of the held-  | train items of the held- | train items of the other     |
+|             | out classes              | out classes              | classes, val 100/cls         |
+
+`unseen` (Sablayrolles et al., "How should we evaluate supervised hashing?",
+ICASSP 2017) holds out the last 30% of the classes (CIFAR-10: horse, ship,
+truck): training and model selection never see them, and retrieval among them
+shows whether codes carry visual similarity or only the trained class identities.
 """
 
 from __future__ import annotations
@@ -164,6 +171,32 @@ def holdout(dataset: ImageDataset, rng: np.random.Generator, val: int | float | 
     database = without(everything, query)
     return carve_val(
         classes, database, 0.1 if val is None else val, rng, query=query, database=database
+    )
+
+
+UNSEEN_FRACTION = 0.3
+
+
+def unseen_classes(num_classes: int) -> np.ndarray:
+    """The classes the `unseen` protocol holds out: the last 30% (at least one)."""
+    held_out = max(1, round(UNSEEN_FRACTION * num_classes))
+    return np.arange(num_classes - held_out, num_classes)
+
+
+@PROTOCOLS.register("unseen")
+def unseen(dataset: ImageDataset, rng: np.random.Generator, val: int | float | None) -> Splits:
+    """Train on the seen classes; query and database: the held-out classes only."""
+    if dataset.labels.ndim != 1:
+        raise HashsearchError("the unseen protocol needs single-label data")
+    held_out = np.isin(dataset.labels, unseen_classes(dataset.num_classes))
+    train, test = official_split(dataset, "train"), official_split(dataset, "test")
+    return carve_val(
+        dataset.labels,
+        train[~held_out[train]],
+        100 if val is None else val,
+        rng,
+        query=test[held_out[test]],
+        database=train[held_out[train]],
     )
 
 

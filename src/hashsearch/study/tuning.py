@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from hashsearch.config import with_overrides
-from hashsearch.errors import TrainingDiverged
+from hashsearch.errors import HashsearchError, TrainingDiverged
 from hashsearch.study.contestants import CONTESTANTS
 from hashsearch.study.plan import Cell
 from hashsearch.study.runner import Study, write_json
@@ -50,4 +51,17 @@ def tune_learning_rates(
         best = max(usable, key=lambda k: usable[k])
         choices[name] = {"lr": float(best), "val_map_all": scores, "bits": bits, "seed": seed}
     write_json(study.out / "tuning" / "choices.json", choices)
+    return choices
+
+
+def read_choices(path: Path) -> dict[str, dict[str, Any]]:
+    """Learning-rate choices another study made (its tuning/choices.json), to reuse."""
+    try:
+        choices = json.loads(path.read_text())
+        if not all(isinstance(c["lr"], int | float) for c in choices.values()):
+            raise TypeError
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise HashsearchError(
+            f"{path} is not a study's learning-rate choices (tuning/choices.json): {exc}"
+        ) from exc
     return choices

@@ -1,5 +1,5 @@
 """Batch augmentation on uint8 tensors: random translation, horizontal flips, and
-photometric corruption (noise, blur, brightness, contrast).
+corruption (noise, blur, brightness, contrast, zoom, rotation).
 
 Done on whole batches with tensor ops (no per-image Python loop), because on a
 2-core CPU a per-image PIL pipeline costs as much as the forward pass.
@@ -52,16 +52,29 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(x, taps.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
+def zoom_and_rotate(
+    x: torch.Tensor, keep: torch.Tensor, angle: torch.Tensor, shift: torch.Tensor
+) -> torch.Tensor:
+    """Float (B, C, H, W) images seen through a window keeping `keep` of each side,
+    shifted by `shift` (B, 2) and rotated by `angle` radians; edges reflected."""
+    cos, sin = torch.cos(angle) * keep, torch.sin(angle) * keep
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+    )
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, padding_mode="reflection", align_corners=False)
+
+
 def random_corruption(
     images: torch.Tensor, config: AugmentConfig, generator: torch.Generator
 ) -> torch.Tensor:
-    """A `config.corrupt` share of the images gets one random photometric corruption.
+    """A `config.corrupt` share of the images gets one random corruption.
 
     Kinds and strengths are drawn per image; each kind runs once on its images.
     """
     n = len(images)
     chosen = torch.rand(n, generator=generator) < config.corrupt
-    kind = torch.randint(0, 4, (n,), generator=generator)
+    kind = torch.randint(0, 6, (n,), generator=generator)
     strength = torch.rand(n, generator=generator)[:, None, None, None]
     if not chosen.any():
         return images
@@ -84,6 +97,14 @@ def random_corruption(
         for rows, sigma in ((blurred & ~strong, config.blur / 2), (strong, config.blur)):
             if rows.any():
                 out[rows] = gaussian_blur(x[rows], sigma)
+    framed = chosen & (kind >= 4)
+    if framed.any():
+        s = strength.flatten()[framed]
+        zoomed = kind[framed] == 4
+        keep = torch.where(zoomed, 1 - s * config.zoom, torch.ones_like(s))
+        angle = torch.where(zoomed, 0.0, (2 * s - 1) * math.radians(config.rotate))
+        shift = (torch.rand(len(s), 2, generator=generator) * 2 - 1) * (1 - keep)[:, None]
+        out[framed] = zoom_and_rotate(x[framed], keep, angle, shift)
     return out.clamp(0, 255).round().to(images.dtype)
 
 
