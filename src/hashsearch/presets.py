@@ -140,8 +140,11 @@ PRESETS.register("folder")(
     }
 )
 
+# A multi-label list file (NUS-WIDE / MS-COCO format): the folder recipe.
+PRESETS.register("list")({**PRESETS.get("folder"), "data.dataset": "list"})
+
 # The preset `train` and `demo` start from when only --dataset is given.
-TRAIN_PRESETS = {"digits": "digits", "cifar10": "fast", "folder": "folder"}
+TRAIN_PRESETS = {"digits": "digits", "cifar10": "fast", "folder": "folder", "list": "list"}
 DEMO_PRESETS = {**TRAIN_PRESETS, "cifar10": "cifar10-demo"}
 
 

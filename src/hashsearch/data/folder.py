@@ -63,7 +63,7 @@ def _read_image_folder(source: Path, image_size: int | None) -> ImageDataset:
     splits, class_names = _splits_and_classes(source, names)
     classes = tuple(sorted(set(class_names)))
     label_of = {name: label for label, name in enumerate(classes)}
-    images = _stack_one_size(names, decode_images(files, image_size))
+    images = stack_one_size(names, decode_images(files, image_size))
     return ImageDataset(
         images=images,
         labels=np.array([label_of[name] for name in class_names], dtype=np.int64),
@@ -89,7 +89,7 @@ def _splits_and_classes(source: Path, names: Sequence[str]) -> tuple[list[str], 
     )
 
 
-def _stack_one_size(names: Sequence[str], images: Sequence[np.ndarray]) -> np.ndarray:
+def stack_one_size(names: Sequence[str], images: Sequence[np.ndarray]) -> np.ndarray:
     """(N, H, W, 3) from images that must share one size, else name two that differ."""
     first_shape = images[0].shape
     for name, image in zip(names, images, strict=True):

@@ -9,6 +9,7 @@ from hashsearch.data.cifar10 import load_cifar10
 from hashsearch.data.dataset import ImageDataset
 from hashsearch.data.digits import load_digits_dataset
 from hashsearch.data.folder import load_image_folder
+from hashsearch.data.listfile import load_list_file
 from hashsearch.errors import HashsearchError
 
 
@@ -29,10 +30,17 @@ def _load_folder(data: Path | None, image_size: int | None) -> ImageDataset:
     return load_image_folder(data, image_size)
 
 
+def _load_list(data: Path | None, image_size: int | None) -> ImageDataset:
+    if data is None:
+        raise HashsearchError("the list data set needs --data FILE: lines `path 0 1 ...`")
+    return load_list_file(data, image_size)
+
+
 _LOADERS: dict[str, Callable[[Path | None, int | None], ImageDataset]] = {
     "digits": _load_digits,
     "cifar10": load_cifar10,
     "folder": _load_folder,
+    "list": _load_list,
 }
 
 
@@ -47,8 +55,8 @@ def load_dataset(
     """Load data set ``name`` from ``data`` (a path; None for a built-in or downloaded copy).
 
     Args:
-        name: one of `list_datasets` (``digits``, ``cifar10``, ``folder``).
-        data: where to read it from; ``folder`` needs it, ``digits`` takes none.
+        name: one of `list_datasets` (``digits``, ``cifar10``, ``folder``, ``list``).
+        data: where to read it from; ``folder`` and ``list`` need it, ``digits`` takes none.
         image_size: resize every image to ``image_size`` x ``image_size``.
     """
     loader = _LOADERS.get(name)
