@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hashsearch import api
-from hashsearch.config import AugmentConfig
+from hashsearch.config import AugmentConfig, with_overrides
 from hashsearch.presets import preset_config
 from hashsearch.training.augment import augment, random_translate
 from hashsearch.training.trainer import Trainer, batches
@@ -27,12 +27,18 @@ def tiny(seed=0, epochs=2):
     )
 
 
-def test_same_seed_same_weights_different_seed_different(tmp_path):
-    a = api.train(tiny(seed=1), tmp_path / "a", progress=False).model.state_dict()
-    b = api.train(tiny(seed=1), tmp_path / "b", progress=False).model.state_dict()
-    c = api.train(tiny(seed=2), tmp_path / "c", progress=False).model.state_dict()
+def test_same_seed_same_weights_and_bit_identical_codes_different_seed_different(tmp_path):
+    """Determinism: every random step (splits, init, shuffles, augmentation, corruption)
+    comes from the seed, so two CPU runs of one config give the very same codes."""
+    config = with_overrides(tiny(seed=1), {"train.augment.corrupt": 0.5})
+    runs = [api.train(config, tmp_path / name, progress=False) for name in ("a", "b")]
+    other = api.train(with_overrides(config, {"seed": 2}), tmp_path / "c", progress=False)
+    a, b, c = (run.model.state_dict() for run in (*runs, other))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+    first, second = (api.encode_split(run, "database")[0] for run in runs)
+    assert np.array_equal(first.codes, second.codes)
+    assert np.array_equal(first.features, second.features)
 
 
 def test_saved_weights_are_the_best_validation_epoch(tmp_path):
