@@ -57,6 +57,9 @@ STUDY_PRESETS.register("dsh-paper-long")(
         base="dsh-paper", overrides={"train.epochs": 40, "train.eval_every": 5}, protocol="dsh"
     )
 )
+# Any labelled image folder (`--data DIR`), with the folder recipe and a held-out query
+# split: e.g. the digits exported as PNG files (benchmarks/export_digits.py).
+STUDY_PRESETS.register("folder")(StudyPreset(base="folder", protocol="holdout"))
 # Seconds on scikit-learn's 8x8 digits: for tests and a first look at the outputs.
 STUDY_PRESETS.register("tiny")(
     StudyPreset(
