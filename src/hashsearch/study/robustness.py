@@ -74,13 +74,15 @@ def cell_robustness(study: Study, cell: Cell, corruptions: list[str]) -> list[Re
     return records
 
 
-def run_robustness(study: Study, cells: list[Cell], corruptions: list[str]) -> dict[str, Path]:
-    """Every cell's robustness records, then the table and the plot."""
+def run_robustness(
+    study: Study, cells: list[Cell], corruptions: list[str]
+) -> tuple[list[Record], dict[str, Path]]:
+    """Every cell's robustness records, then the table and the plot; records and files."""
     records = [r for cell in cells for r in cell_robustness(study, cell, corruptions)]
     write_json(study.out / "robustness.json", records)
     (study.out / "robustness.md").write_text(robustness_markdown(records))
     figure = robustness_plot(records, study.out / "robustness.png")
-    return {
+    return records, {
         "records": study.out / "robustness.json",
         "table": study.out / "robustness.md",
         "plot": figure,
