@@ -10,8 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from hashsearch.cli import main
+from hashsearch.contact_sheet import CAPTION, CELL, GAP, PAD, fit_cell
+from hashsearch.data.decode import decode_image
 from hashsearch.encoding import Encoded
 from hashsearch.evaluation import evaluate_retrieval
 from hashsearch.index import HashIndex
@@ -346,3 +349,30 @@ def test_backends_answer_alike_and_queries_need_the_index_model(
     save_run(tmp_path / "other", other.config, other.model, other.meta, {})
     code, _, err = run_cli(capsys, monkeypatch, *search, "--run", tmp_path / "other")
     one_line_error(code, err, "not the model index", "was built with")
+
+
+def test_search_writes_a_contact_sheet(
+    trained_run, query_images, cifar10_slice, tmp_path, capsys, monkeypatch
+):
+    run_cli(capsys, monkeypatch, "index", "--run", trained_run, "--out", tmp_path / "ix")
+    sheet = tmp_path / "sheet.png"
+    code, out, err = run_cli(
+        capsys, monkeypatch, "search", "--index", tmp_path / "ix", *query_images,
+        "--top", "4", "--json", "--contact-sheet", sheet,
+    )  # fmt: skip
+    assert code == 0 and "contact sheet" in err, err
+    image = np.asarray(Image.open(sheet))
+    rows, columns = len(query_images), 1 + 4
+    assert image.shape == (
+        PAD + rows * (CELL + CAPTION + PAD),
+        PAD + columns * (CELL + PAD) + GAP,
+        3,
+    )
+    hit = json.loads(out)[1]["results"][0]  # the second row's best result is its image
+    with tarfile.open(cifar10_slice) as archive:
+        jpeg = archive.extractfile(hit["id"]).read()
+    top, left = PAD + CELL + CAPTION + PAD, PAD + CELL + PAD + GAP
+    np.testing.assert_array_equal(
+        image[top : top + CELL, left : left + CELL],
+        np.asarray(fit_cell(decode_image(jpeg, hit["id"]))),
+    )

@@ -287,11 +287,17 @@ def write_report(report: dict[str, Any], directory: Path) -> Path:
     return path
 
 
-def load_query_image(path: Path, image_shape: tuple[int, int, int]) -> np.ndarray:
-    """A query file as the model's (H, W, C) uint8 input, converted like the database."""
+def load_query_image(
+    data: bytes | Path, image_shape: tuple[int, int, int], name: str | None = None
+) -> np.ndarray:
+    """A query file (its path, or its bytes named `name`) as the model's (H, W, C) uint8
+    input, converted like the database."""
     channels, height, width = image_shape
     rgb = decode_image(
-        path, str(path), image_size=height if height == width else None, expected_hw=(height, width)
+        data,
+        name or str(data),
+        image_size=height if height == width else None,
+        expected_hw=(height, width),
     )
     if channels == 1:
         return np.asarray(Image.fromarray(rgb).convert("L"))[..., None]

@@ -1,4 +1,4 @@
-"""The `hashsearch` command: train | encode | index | search | evaluate | demo | bench.
+"""The `hashsearch` command: train | encode | index | search | serve | evaluate | demo | bench.
 
 Every command is a thin layer over `hashsearch.api`; a `HashsearchError` from
 anywhere below becomes one line on stderr and exit status 2, never a traceback.
@@ -20,7 +20,9 @@ from rich.console import Console
 
 from hashsearch import api, distributed
 from hashsearch.config import RunConfig, load_run_config, with_overrides
+from hashsearch.contact_sheet import write_contact_sheet
 from hashsearch.data import list_datasets
+from hashsearch.data.corruptions import CORRUPTIONS
 from hashsearch.data.protocols import PROTOCOLS
 from hashsearch.errors import HashsearchError
 from hashsearch.index import Backend
@@ -37,7 +39,8 @@ from hashsearch.study import (
     study_cells,
     study_from_names,
 )
-from hashsearch.study.tuning import tune_learning_rates
+from hashsearch.study.robustness import run_robustness, severity_ratio
+from hashsearch.study.tuning import read_choices, tune_learning_rates
 
 app = typer.Typer(
     add_completion=False,
@@ -134,6 +137,8 @@ def train(
         overrides["method.params"] = {**params, **parse_assignments(param, "--param")}
     overrides.update(parse_assignments(set_, "--set"))
     run = api.train(with_overrides(base, overrides), out, progress=progress)
+    if not distributed.is_main_process():
+        return
     metrics = json.loads((out / "metrics.json").read_text())
     console.print(
         f"trained {run.meta['method']} ({run.meta['bits']} bits) in "
@@ -229,10 +234,18 @@ def search(
         typer.Option(help="Encode queries with this run (it must be the index's model)."),
     ] = None,
     device: Device = None,
+    contact_sheet: Annotated[
+        Path | None,
+        typer.Option(help="Also write the queries and their results as one PNG, a row each."),
+    ] = None,
+    data: DataPath = None,
 ) -> None:
     """Search an index with query images (two-stage: Hamming, then re-ranking)."""
     model = open_run(run, device) if run is not None else None
     found = api.search_images(index, images, top, candidates, radius, rerank, model)
+    if contact_sheet is not None:
+        sheet = write_contact_sheet(index, found, contact_sheet, data)
+        console.print(f"contact sheet: {sheet}")
     if as_json:
         print(json.dumps(found, indent=2))
         return
@@ -243,6 +256,24 @@ def search(
             print(
                 f"  {rank:3d}. {hit['id']}  label {hit['label']}  hamming {hit['hamming']}{score}"
             )
+
+
+@app.command()
+def serve(
+    index: IndexDir,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+    data: DataPath = None,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads of torch and FAISS.")] = 1,
+    max_upload_mb: Annotated[
+        float, typer.Option(min=0.01, help="Largest upload accepted, MB.")
+    ] = 10.0,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
+) -> None:
+    """Serve an index over HTTP: the web page at /, the JSON API (POST /search, /docs)."""
+    from hashsearch.server import serve as run_server  # FastAPI loads only for this command
+
+    run_server(index, host, port, data, threads, access_log, int(max_upload_mb * 2**20))
 
 
 @app.command()
@@ -341,7 +372,17 @@ def bench(
         list[float] | None,
         typer.Option(help="Choose each deep method's learning rate from these on validation."),
     ] = None,
+    lr_from: Annotated[
+        Path | None,
+        typer.Option(help="Learning rates chosen before: a study's tuning/choices.json."),
+    ] = None,
     device: Device = None,
+    corruptions: Annotated[
+        bool,
+        typer.Option(
+            help="Also score corrupted queries (robustness.json, .md, .png; clean database)."
+        ),
+    ] = False,
 ) -> None:
     """The comparative study: train, encode and evaluate every method x bits x seed, then
     write results.json, results.md and plots. Rerun to resume; finished cells are kept.
@@ -363,8 +404,13 @@ def bench(
     )
     contestants, seeds = methods or CONTESTANTS.names(), seeds or [0, 1, 2]
     cells = study_cells(contestants, bits or [16, 32, 48, 64], seeds, seed_bits)
+    if tune_lr and lr_from:
+        raise HashsearchError("give --tune-lr or --lr-from, not both")
     if tune_lr:
         choices = tune_learning_rates(study, contestants, tune_lr, seed_bits, seeds[0])
+    if lr_from:
+        choices = read_choices(lr_from)
+    if tune_lr or lr_from:
         study.learning_rates = {name: choice["lr"] for name, choice in choices.items()}
         console.print(f"learning rates chosen on validation: {study.learning_rates}")
     console.print(
@@ -375,6 +421,12 @@ def bench(
         f"{result['records']} records in {result['seconds']:.0f} s: {result['results']}, "
         f"{result['tables']}, {len(result['plots'])} plots"
     )
+    if corruptions:
+        records, written = run_robustness(study, cells, CORRUPTIONS.names())
+        for name in dict.fromkeys(r["method"] for r in records):
+            ratio = severity_ratio(records, name)
+            console.print(f"{name}: two-stage mAP at severity 3 / clean = {ratio:.3f}")
+        console.print(f"robustness: {', '.join(str(path) for path in written.values())}")
 
 
 # Options whose values may follow them space-separated (--bits 16 32 48): click wants the
@@ -401,8 +453,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         args = expand_list_options(sys.argv[1:])
-        if args[:1] in (["encode"], ["index"]):
-            distributed.init_from_environment()  # under torchrun: these two are sharded
+        if args[:1] in (["train"], ["encode"], ["index"]):
+            distributed.init_from_environment()  # under torchrun: data parallel / sharded
+            if not distributed.is_main_process():
+                logging.getLogger().setLevel(logging.WARNING)  # rank 0 reports for all
         app(args=args)
     except HashsearchError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -24,7 +24,7 @@ def test_digits_shape_labels_and_scale() -> None:
 
 
 def test_load_dataset_by_name(tmp_path: Path) -> None:
-    assert list_datasets() == ("digits", "cifar10", "folder")
+    assert list_datasets() == ("digits", "cifar10", "folder", "list")
     assert load_dataset("digits", image_size=16).images.shape == (1797, 16, 16, 1)
 
 
