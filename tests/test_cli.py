@@ -376,3 +376,25 @@ def test_search_writes_a_contact_sheet(
         image[top : top + CELL, left : left + CELL],
         np.asarray(fit_cell(decode_image(jpeg, hit["id"]))),
     )
+
+
+def test_evaluate_corruptions_scores_clean_as_evaluate_does(
+    trained_run, tmp_path, capsys, monkeypatch
+):
+    options = ("--run", trained_run, "--candidates", "50", "--out", tmp_path)
+    code, out, err = run_cli(capsys, monkeypatch, "evaluate", *options, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    code, _, err = run_cli(capsys, monkeypatch, "evaluate", *options, "--corruptions")
+    assert code == 0 and "severity 3 / clean" in err, err
+    records = json.loads((tmp_path / "robustness.json").read_text())
+    assert len(records) == (1 + 7 * 3) * 2 and {r["queries"] for r in records} == {60}
+    clean = {r["stage"]: r["map_all"] for r in records if r["corruption"] == "clean"}
+    assert clean["stage1"] == pytest.approx(report["stage1"]["map_all"])
+    assert clean["two_stage"] == pytest.approx(report["two_stage"]["map_all"])
+    code, _, err = run_cli(
+        capsys, monkeypatch, "evaluate", *options, "--corruptions", "--queries-per-class", "2"
+    )
+    assert code == 0 and {
+        r["queries"] for r in json.loads((tmp_path / "robustness.json").read_text())
+    } == {20}

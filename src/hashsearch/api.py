@@ -23,7 +23,7 @@ from hashsearch.config import RunConfig, with_overrides
 from hashsearch.data import load_dataset
 from hashsearch.data.dataset import ImageDataset
 from hashsearch.data.decode import decode_image
-from hashsearch.data.protocols import Splits, make_splits
+from hashsearch.data.protocols import Splits, class_of, make_splits, take_per_class
 from hashsearch.distributed import is_main_process, world
 from hashsearch.encoding import Encoded, encode_images
 from hashsearch.errors import HashsearchError
@@ -32,8 +32,10 @@ from hashsearch.index import Backend, HashIndex
 from hashsearch.index.features import DEFAULT_PQ_BYTES
 from hashsearch.index.store import FLAT, model_fingerprint
 from hashsearch.methods import create_method
+from hashsearch.robustness import corruption_records
 from hashsearch.run import Run, load_run, save_run
-from hashsearch.search import Hits, two_stage_search
+from hashsearch.rerank import RERANKERS
+from hashsearch.search import Hits, check_search_args, two_stage_search
 from hashsearch.training.trainer import Trainer, TrainingData, seed_everything
 
 
@@ -271,6 +273,8 @@ def evaluate(
     `database` and `query` may be passed when they are already encoded (e.g. read back
     from an index), so that no split is encoded twice.
     """
+    check_search_args(candidates, radius)  # before encoding, not after
+    RERANKERS.get(rerank)
     if query is None:
         query, _ = encode_split(run, "query", data_path)
     if database is None:
@@ -317,6 +321,8 @@ def search_images(
 
     Queries are encoded by the index's own model, or by `run` if it is that model.
     """
+    check_search_args(candidates, radius, top)  # before loading and encoding, not after
+    RERANKERS.get(rerank)
     index = HashIndex.load(index_dir)
     query = encode_files(index_model(index, index_dir, run), images)
     found = two_stage_search(index, query.codes, query.features, top, candidates, radius, rerank)
@@ -328,11 +334,12 @@ def search_images(
 
 def hits_as_dicts(index: HashIndex, hits: Hits) -> list[dict[str, Any]]:
     """One query's hits as JSON-ready rows: position, id, label names, distance, score."""
-    classes = index.info.get("classes", [])
+    classes = index.info.get("classes", [])  # an index built from Python may name none
     rows = []
     for pos, item in enumerate(hits.items):
         label = np.asarray(index.labels[item])
-        names = [classes[i] for i in (np.flatnonzero(label) if label.ndim else [int(label)])]
+        numbers = np.flatnonzero(label) if label.ndim else [int(label)]
+        names = [classes[i] if i < len(classes) else str(i) for i in numbers]
         rows.append(
             {
                 "item": int(item),
@@ -343,3 +350,38 @@ def hits_as_dicts(index: HashIndex, hits: Hits) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def evaluate_corruptions(
+    run: Run,
+    corruptions: list[str],
+    candidates: int = 1000,
+    queries_per_class: int | None = None,
+    data_path: str | None = None,
+) -> list[dict[str, Any]]:
+    """`hashsearch.robustness.corruption_records` for a run: its query split (or
+    `queries_per_class` of it, the same draw every time), corrupted, against its clean
+    database."""
+    dataset, splits = load_data(run.config, data_path)
+    rows = splits.query
+    if queries_per_class is not None:
+        sample = np.random.default_rng(0)
+        rows = take_per_class(class_of(dataset.labels), rows, queries_per_class, sample)
+    database, _ = encode_split(run, "database", data_path)
+    device = run.config.train.device
+
+    def encode(images: np.ndarray, labels: np.ndarray) -> Encoded:
+        return encode_images(run.model, images, labels, device=device)
+
+    found = corruption_records(
+        encode,
+        database,
+        dataset.images[rows],
+        dataset.labels[rows],
+        run.model.bits,
+        corruptions,
+        candidates,
+        seed=run.config.seed,
+    )
+    about = {"method": run.meta["method"], "bits": run.model.bits, "seed": run.config.seed}
+    return [{**about, "run": str(run.directory), **record} for record in found]

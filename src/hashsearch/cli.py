@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -79,11 +80,12 @@ def parse_assignments(items: list[str], what: str) -> dict[str, Any]:
     values = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise HashsearchError(f"{what} {item!r} is not KEY=VALUE")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"\w+(\.\w+)*", key):
+            raise HashsearchError(f"{what} {item!r} is not KEY=VALUE with a dotted.key")
         try:
-            values[key.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError:
+            values[key] = yaml.safe_load(raw)
+        except (yaml.YAMLError, ValueError):  # ValueError: a date that is none, 2001-02-30
             raise HashsearchError(f"{what} {item!r}: the value is not valid YAML") from None
     return values
 
@@ -288,8 +290,25 @@ def evaluate(
     data: DataPath = None,
     device: Device = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    corruptions: Annotated[
+        bool,
+        typer.Option(help="Instead: corrupted queries, clean database (robustness.json)."),
+    ] = False,
+    queries_per_class: Annotated[
+        int | None, typer.Option(help="With --corruptions: this many queries per class.")
+    ] = None,
 ) -> None:
     """Evaluate stage 1 and two-stage retrieval of the query split against the database."""
+    if corruptions:
+        records = api.evaluate_corruptions(
+            open_run(run, device), CORRUPTIONS.names(), candidates, queries_per_class, data
+        )
+        path = (out or run) / "robustness.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(records, indent=1))
+        ratio = severity_ratio(records, records[0]["method"])
+        console.print(f"two-stage mAP at severity 3 / clean = {ratio:.3f}; records in {path}")
+        return
     report = api.evaluate(open_run(run, device), candidates, radius, rerank, data)
     _publish(report, out or run, as_json)
 
@@ -450,14 +469,28 @@ def expand_list_options(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
+    """The console script. A refusal is one line on stderr, `error: ...`, and exit status
+    2, never a traceback: bad input is the user's to fix, and one line says what and where."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        args = expand_list_options(sys.argv[1:])
+        args = expand_list_options(sys.argv[1:]) or ["--help"]
         if args[:1] in (["train"], ["encode"], ["index"]):
             distributed.init_from_environment()  # under torchrun: data parallel / sharded
             if not distributed.is_main_process():
                 logging.getLogger().setLevel(logging.WARNING)  # rank 0 reports for all
-        app(args=args)
+        status = app(args=args, standalone_mode=False)  # --help and Ctrl-C: a status
+        if status:
+            sys.exit(status)
+    except typer.TyperException as exc:  # a usage error: click's message names the option
+        context = getattr(exc, "ctx", None)
+        hint = f" (see `{context.command_path} --help`)" if context else ""
+        print(f"error: {exc.format_message()}{hint}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
     except HashsearchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:  # a path that cannot be read or written, a full disk
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

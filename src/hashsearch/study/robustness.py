@@ -21,16 +21,13 @@ from typing import Any
 
 import matplotlib
 
-from hashsearch.data.corruptions import SEVERITIES, corrupt
-from hashsearch.evaluation import evaluate_retrieval
+from hashsearch.data.corruptions import SEVERITIES
+from hashsearch.robustness import STAGES, Record, corruption_records
 from hashsearch.study.plan import Cell
 from hashsearch.study.runner import Study, write_json
 
 matplotlib.use("Agg")  # files only: no display on a server
 import matplotlib.pyplot as plt  # noqa: E402
-
-Record = dict[str, Any]
-STAGES = {"stage1": "none", "two_stage": "cosine"}  # stage -> the study's refinement name
 
 
 def cell_robustness(study: Study, cell: Cell, corruptions: list[str]) -> list[Record]:
@@ -46,30 +43,24 @@ def cell_robustness(study: Study, cell: Cell, corruptions: list[str]) -> list[Re
     config = study.run_config(cell)
     dataset = study.dataset(config)
     rows = study.split_rows(config, "query")
-    images, labels = dataset.images[rows], dataset.labels[rows]
-    conditions = [("clean", 0)] + [(c, s) for c in corruptions for s in SEVERITIES]
-    records = []
-    for name, severity in conditions:
-        shown = images if name == "clean" else corrupt(images, name, severity, seed=cell.seed)
-        report = evaluate_retrieval(
-            encode(shown, labels), database, cell.bits, study.candidates, None, ["cosine"]
-        )
-        for stage, rerank in STAGES.items():
-            metrics = report["stage1"] if rerank == "none" else report["refinements"][rerank]
-            records.append(
-                {
-                    "method": cell.contestant,
-                    "bits": cell.bits,
-                    "seed": cell.seed,
-                    "protocol": study.protocol,
-                    "preset": study.preset_name,
-                    "queries": len(rows),
-                    "corruption": name,
-                    "severity": severity,
-                    "stage": stage,
-                    "map_all": metrics["map_all"],
-                }
-            )
+    found = corruption_records(
+        encode,
+        database,
+        dataset.images[rows],
+        dataset.labels[rows],
+        cell.bits,
+        corruptions,
+        study.candidates,
+        seed=cell.seed,
+    )
+    cell_fields = {
+        "method": cell.contestant,
+        "bits": cell.bits,
+        "seed": cell.seed,
+        "protocol": study.protocol,
+        "preset": study.preset_name,
+    }
+    records = [{**cell_fields, **record} for record in found]
     write_json(path, {"settings": settings, "records": records})
     return records
 

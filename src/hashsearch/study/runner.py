@@ -15,7 +15,6 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from hashsearch.encoding import Encoded, encode_images
 from hashsearch.errors import HashsearchError
 from hashsearch.evaluation import evaluate_retrieval
 from hashsearch.presets import preset_config
+from hashsearch.robustness import QueryEncoder
 from hashsearch.shallow import SHALLOW_METHODS
 from hashsearch.study.contestants import CONTESTANTS, FEATURE_SOURCE, Contestant
 from hashsearch.study.plan import Cell, StudyPreset
@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 QUERY_SAMPLE_SEED = 0  # the query subset is the same for every cell and seed
 METRICS = ("map_all", "map_1000", "precision_at_100", "precision_at_1000")
-QueryEncoder = Callable[[np.ndarray, np.ndarray], Encoded]  # (images, labels) -> Encoded
 
 
 @dataclass
@@ -262,9 +261,7 @@ class Study:
             raise RuntimeError(f"the feature source {source.name} has not been trained")
         return source, run, {s: self.encoded(run, s) for s in ("train", "query", "database")}
 
-    def cell_encoder(
-        self, cell: Cell
-    ) -> tuple[Callable[[np.ndarray, np.ndarray], Encoded], Encoded]:
+    def cell_encoder(self, cell: Cell) -> tuple[QueryEncoder, Encoded]:
         """How a finished cell encodes new query images, and its encoded database."""
         contestant = CONTESTANTS.get(cell.contestant)
         device = self.device
