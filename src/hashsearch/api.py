@@ -32,9 +32,9 @@ from hashsearch.index import Backend, HashIndex
 from hashsearch.index.features import DEFAULT_PQ_BYTES
 from hashsearch.index.store import FLAT, model_fingerprint
 from hashsearch.methods import create_method
+from hashsearch.rerank import RERANKERS
 from hashsearch.robustness import corruption_records
 from hashsearch.run import Run, load_run, save_run
-from hashsearch.rerank import RERANKERS
 from hashsearch.search import Hits, check_search_args, two_stage_search
 from hashsearch.training.trainer import Trainer, TrainingData, seed_everything
 
@@ -362,6 +362,7 @@ def evaluate_corruptions(
     """`hashsearch.robustness.corruption_records` for a run: its query split (or
     `queries_per_class` of it, the same draw every time), corrupted, against its clean
     database."""
+    check_search_args(candidates, None)  # before encoding, not after
     dataset, splits = load_data(run.config, data_path)
     rows = splits.query
     if queries_per_class is not None:

@@ -295,7 +295,7 @@ def evaluate(
         typer.Option(help="Instead: corrupted queries, clean database (robustness.json)."),
     ] = False,
     queries_per_class: Annotated[
-        int | None, typer.Option(help="With --corruptions: this many queries per class.")
+        int | None, typer.Option(min=1, help="With --corruptions: this many queries per class.")
     ] = None,
 ) -> None:
     """Evaluate stage 1 and two-stage retrieval of the query split against the database."""

@@ -8,6 +8,7 @@ silently ignored: a typo in a YAML file must not change an experiment quietly.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,7 @@ from pydantic import (
     field_validator,
 )
 
+from hashsearch.data.decode import MAX_IMAGE_SIDE
 from hashsearch.errors import HashsearchError
 
 
@@ -36,7 +38,7 @@ class DataConfig(_Strict):
 
     dataset: str = "digits"
     path: str | None = None
-    image_size: PositiveInt | None = None
+    image_size: Annotated[int, Field(ge=1, le=MAX_IMAGE_SIDE)] | None = None
     protocol: str = "holdout"
     # Validation items per class carved from the training split (a fraction if < 1);
     # None: the protocol's own size (see data/protocols.py).
@@ -160,15 +162,19 @@ class RunConfig(_Strict):
     encode: EncodeConfig = EncodeConfig()
 
 
-def validated(model: type[BaseModel], values: dict[str, Any], what: str) -> Any:
-    """Build `model` from `values`, turning pydantic's report into a one-line HashsearchError."""
+def validated(model: type[BaseModel], values: Any, what: str, fix: str = "") -> Any:
+    """Build `model` from `values`, turning pydantic's report into a one-line HashsearchError
+    that ends with `fix`, what to do about it, when given."""
     try:
         return model.model_validate(values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or what}: {err['msg']}" for err in exc.errors()
-        )
-        raise HashsearchError(f"invalid {what}: {problems}") from None
+        problems = "; ".join(f"{_where(err['loc']) or what}: {err['msg']}" for err in exc.errors())
+        raise HashsearchError(f"invalid {what}: {problems}{f'; {fix}' if fix else ''}") from None
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    """A dotted path to a bad value; a key that is no name is quoted (a newline stays \\n)."""
+    return ".".join(str(p) if isinstance(p, int) or p.isidentifier() else repr(p) for p in loc)
 
 
 def load_run_config(path: Path) -> RunConfig:
@@ -176,10 +182,20 @@ def load_run_config(path: Path) -> RunConfig:
     if not path.is_file():
         raise HashsearchError(f"config file {path} does not exist")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise HashsearchError(f"config file {path} is not valid YAML: {exc}") from None
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as exc:  # ValueError: 2001-02-30
+        raise HashsearchError(
+            f"config file {path} is not valid YAML ({_yaml_problem(exc)}); fix or replace it"
+        ) from None
     return validated(RunConfig, values, f"config {path}")
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """One line about a YAML error (PyYAML's own message spans lines, with a caret)."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is not None and problem:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def dump_run_config(config: RunConfig, path: Path) -> None:
@@ -200,5 +216,6 @@ def with_overrides(model: BaseModel, overrides: dict[str, Any]) -> Any:
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
                 raise HashsearchError(f"unknown configuration key {dotted!r}: {key} has no fields")
-        node[leaf] = value
+        # a copy: a later dotted key must never write into the caller's (e.g. a preset's) dict
+        node[leaf] = copy.deepcopy(value)
     return validated(type(model), values, "configuration")

@@ -12,12 +12,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, PositiveInt, field_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from hashsearch.config import RunConfig, dump_run_config, load_run_config, with_overrides
+from hashsearch.config import (
+    RunConfig,
+    dump_run_config,
+    load_run_config,
+    validated,
+    with_overrides,
+)
+from hashsearch.data.decode import MAX_PIXELS
 from hashsearch.device import check_device
 from hashsearch.errors import HashsearchError
 from hashsearch.methods import HashingMethod, create_method
@@ -72,6 +80,25 @@ def load_run(directory: Path, device: str = "cpu") -> Run:
     return Run(directory, config, meta, model.to(check_device(device)).eval())
 
 
+class _Meta(BaseModel):
+    """The run.json fields that loading, indexing and searching read, with their types: a
+    damaged or hand-edited file is refused in one line, not deep inside torch."""
+
+    model_config = ConfigDict(extra="allow")
+    num_classes: PositiveInt
+    image_shape: tuple[Literal[1, 3], PositiveInt, PositiveInt]  # (C, H, W)
+    classes: list[str]
+    method: str
+    dataset: str
+
+    @field_validator("image_shape")
+    @classmethod
+    def _decodable(cls, shape: tuple[int, int, int]) -> tuple[int, int, int]:
+        if shape[1] * shape[2] > MAX_PIXELS:  # queries are resized to it
+            raise ValueError(f"{shape[2]}x{shape[1]} is over {MAX_PIXELS:,} pixels")
+        return shape
+
+
 def _read_meta(directory: Path) -> dict[str, Any]:
     path = directory / "run.json"
     if not path.is_file():
@@ -80,15 +107,14 @@ def _read_meta(directory: Path) -> dict[str, Any]:
             "train one with `hashsearch train --out DIR`"
         )
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         meta = None
     if not isinstance(meta, dict) or meta.get("format_version") != RUN_FORMAT_VERSION:
-        version = meta.get("format_version") if isinstance(meta, dict) else "unreadable"
+        version = repr(meta.get("format_version")) if isinstance(meta, dict) else "unreadable"
         raise HashsearchError(
             f"run {directory} has format version {version}, this hashsearch reads "
             f"{RUN_FORMAT_VERSION}; train it again"
         )
-    if not {"num_classes", "image_shape"} <= meta.keys():
-        raise HashsearchError(f"{path} lacks num_classes or image_shape; train the run again")
+    validated(_Meta, meta, f"run file {path}", "train the run again")
     return meta

@@ -58,7 +58,8 @@ def stage1(
         distances, items = index.store.search(codes, min(candidates, len(index)))
         # an approximate FAISS index pads a short list with -1
         return [(d[i >= 0], i[i >= 0]) for d, i in zip(distances, items, strict=True)]
-    lims, distances, items = index.store.range_search(codes, radius + 1)
+    # every distance is at most `bits`; FAISS takes the radius as a C int
+    lims, distances, items = index.store.range_search(codes, min(radius, index.bits) + 1)
     found = []
     for q in range(len(codes)):
         d, i = distances[lims[q] : lims[q + 1]], items[lims[q] : lims[q + 1]]

@@ -69,7 +69,7 @@ def _source_fingerprint(source: Path) -> dict[str, int | str]:
         subdirs.sort()
         for name in sorted(names):
             path = Path(root, name)
-            stat = path.stat()
+            stat = path.stat() if path.exists() else path.lstat()  # a dangling link: its own
             relative = path.relative_to(source).as_posix()
             digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return {"tree": digest.hexdigest()}

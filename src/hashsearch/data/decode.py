@@ -6,13 +6,18 @@ and the search command share `decode_image`.
 
 Every image becomes 3-channel RGB, grayscale ones included: one channel count per data set
 whatever mix of modes a folder holds, and the same for a query. Alpha is dropped, not
-composited.
+composited; 16-bit grayscale keeps its top 8 bits.
+
+A file is untrusted: its header is read before any pixel is, and one that declares more
+than `MAX_PIXELS` (a decompression bomb: a few kB of PNG can declare gigapixels) is
+refused before a pixel is allocated.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from itertools import repeat
@@ -24,6 +29,20 @@ from PIL import Image
 from hashsearch.errors import HashsearchError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+# 64 megapixels: above the largest phone photos (about 50 MP), below the 89 MP where Pillow
+# only warns; decoded, such an image already takes 192 MB as RGB.
+MAX_PIXELS = 2**26
+# The largest --image-size: a data set is held decoded, N x side^2 x 3 bytes (3 MB an
+# image at 1024), and a CPU model is trained on it.
+MAX_IMAGE_SIDE = 1024
+# Pillow warns of what it decodes anyway (damaged TIFF tags or EXIF) and of sizes from
+# 89 MP on (over MAX_PIXELS, refused here): decode_image answers with pixels or a one-line
+# refusal, which a warning would only add lines to. (Filters, not `catch_warnings`: request
+# threads of the server decode at once, and that is not thread-safe.)
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+# Pillow's 16-bit grayscale modes (PNG, TIFF); `convert("RGB")` clips them to 255.
+_WIDE_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
 
 # Below this many files a process pool's start-up costs more than it saves.
 _PARALLEL_MIN_FILES = 2_000
@@ -37,12 +56,17 @@ def is_image_name(name: str) -> bool:
 
 
 def check_image_size(image_size: int | None) -> None:
-    """Refuse an ``image_size`` that is not a positive int, before any slow work starts."""
+    """Refuse an ``image_size`` that is not an int from 1 to `MAX_IMAGE_SIDE`, before any
+    slow work starts."""
     if image_size is None:
         return
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise HashsearchError(
             f"image size must be a positive integer, got {image_size!r}; pass --image-size N"
+        )
+    if image_size > MAX_IMAGE_SIDE:
+        raise HashsearchError(
+            f"image size {image_size} is over {MAX_IMAGE_SIDE}; pass a smaller --image-size N"
         )
 
 
@@ -62,12 +86,16 @@ def decode_image(
             database's size for a query; a mismatch raises instead of giving a query that
             no model input can take.
     """
+    if isinstance(data, Path) and not data.is_file():  # a FIFO or device would block
+        problem = "is not a regular file" if data.exists() else "does not exist; check the path"
+        raise HashsearchError(f"image {name} {problem}")
     try:
         with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as image:
+            _check_pixel_count(image.size, name)
             pixels = np.array(_to_rgb(image, image_size), dtype=np.uint8)
-    except FileNotFoundError as exc:
-        raise HashsearchError(f"image {name} does not exist; check the path") from exc
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise HashsearchError(_too_large(name, "beyond Pillow's own limit")) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise HashsearchError(
             f"cannot decode {name} as an image ({exc}); remove or replace the file"
         ) from exc
@@ -80,8 +108,24 @@ def decode_image(
     return pixels
 
 
+def _check_pixel_count(size: tuple[int, int], name: str) -> None:
+    """Refuse a declared (width, height) over `MAX_PIXELS`, before the pixels are decoded."""
+    width, height = size
+    if width * height > MAX_PIXELS:
+        raise HashsearchError(_too_large(name, f"{width}x{height} pixels"))
+
+
+def _too_large(name: str, declared: str) -> str:
+    return (
+        f"{name} is too large to decode ({declared}; at most {MAX_PIXELS:,} pixels, a guard "
+        "against decompression bombs); downscale it or remove the file"
+    )
+
+
 def _to_rgb(image: Image.Image, image_size: int | None) -> Image.Image:
     """RGB copy of ``image``, resized when asked; palette transparency goes via RGBA."""
+    if image.mode in _WIDE_MODES:
+        image = Image.fromarray((np.clip(np.asarray(image), 0, 2**16 - 1) >> 8).astype(np.uint8))
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     rgb = image.convert("RGB")

@@ -11,7 +11,8 @@ relevant to each other when they share a label (`hashsearch.metrics`).
 
 The list has no split of its own, so it goes with a protocol that draws one
 (`holdout`). A line with another number of flags, a flag that is not 0 or 1, an
-item with no label, or a missing image is refused, naming the file and line.
+item with no label, an image listed twice, or a missing image is refused, naming the
+file and line.
 """
 
 from __future__ import annotations
@@ -51,13 +52,20 @@ def parse_line(line: str, where: str, width: int | None) -> tuple[str, list[int]
 
 
 def read_list_file(source: Path, image_size: int | None) -> ImageDataset:
-    paths: list[str] = []
+    line_of: dict[str, int] = {}  # path -> its line, in list order
     rows: list[list[int]] = []
-    for number, line in enumerate(source.read_text().splitlines(), 1):
+    for number, line in enumerate(text_lines(source), 1):
         if line.strip():
-            path, flags = parse_line(line, f"{source}:{number}", len(rows[0]) if rows else None)
-            paths.append(path)
+            where = f"{source}:{number}"
+            path, flags = parse_line(line, where, len(rows[0]) if rows else None)
+            if path in line_of:  # ids must be unique, or indexing fails after training
+                raise HashsearchError(
+                    f"{where}: {path} is listed twice (first on line {line_of[path]}); "
+                    "keep one line per image"
+                )
+            line_of[path] = number
             rows.append(flags)
+    paths = list(line_of)
     if not rows:
         raise HashsearchError(f"{source} lists no images; expected lines `path 0 1 ...`")
     files = [(path, source.parent / path) for path in paths]
@@ -74,12 +82,24 @@ def read_list_file(source: Path, image_size: int | None) -> ImageDataset:
     )
 
 
+def text_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file; anything else (an image or archive passed by
+    mistake) is refused."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise HashsearchError(
+            f"{path} is not a UTF-8 text file (byte {exc.start}: {exc.reason}); "
+            "pass a list file of lines `path 0 1 ...`"
+        ) from None
+
+
 def class_names(source: Path, count: int) -> tuple[str, ...]:
     """Names from `classes.txt` beside the list, if there is one, else class0, class1, ..."""
     named = source.parent / "classes.txt"
     if not named.is_file():
         return tuple(f"class{i}" for i in range(count))
-    names = tuple(line.strip() for line in named.read_text().splitlines() if line.strip())
+    names = tuple(line.strip() for line in text_lines(named) if line.strip())
     if len(names) != count:
         raise HashsearchError(f"{named} names {len(names)} classes, the list file has {count}")
     return names

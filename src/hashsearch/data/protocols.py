@@ -68,9 +68,10 @@ def take_per_class(
 ) -> np.ndarray:
     """Draw `count` items (an int, or a fraction of each class) per class from `pool`.
 
-    Returns sorted indices, so split order never depends on the draw order.
+    Returns sorted indices, so split order never depends on the draw order; an empty
+    `pool` gives an empty draw (`make_splits` refuses the empty split that results).
     """
-    chosen = []
+    chosen = [pool[:0]]
     for c in np.unique(classes[pool]):
         members = pool[classes[pool] == c]
         n = count if isinstance(count, int) else max(1, round(count * len(members)))
@@ -208,4 +209,13 @@ def make_splits(
     `val_per_class` overrides the protocol's validation size (an int per class, or a
     fraction of each class), e.g. for a small slice of a data set.
     """
-    return PROTOCOLS.get(protocol)(dataset, np.random.default_rng(seed), val_per_class)
+    splits = PROTOCOLS.get(protocol)(dataset, np.random.default_rng(seed), val_per_class)
+    sizes = splits.sizes()
+    if min(sizes.values()) == 0 or sizes["train"] < 2:  # a training batch needs 2 items
+        shown = ", ".join(f"{name} {size}" for name, size in sizes.items())
+        raise HashsearchError(
+            f"the {protocol} protocol splits {dataset.name!r} ({len(dataset)} items, "
+            f"{dataset.num_classes} classes) into {shown}; every split needs items and train "
+            "at least 2: add images to the smallest classes or use another protocol"
+        )
+    return splits

@@ -85,8 +85,22 @@ def _archive_files(archive: Path) -> list[SourceFile]:
                     content = tar.extractfile(member)
                     assert content is not None, member.name
                     files.append((str(relative), content.read()))
+            if not _ends_complete(tar):
+                raise tarfile.ReadError(f"it ends at byte {tar.offset} without the end marker")
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise HashsearchError(
             f"cannot read archive {archive} ({exc}); re-download or re-create it"
         ) from exc
     return files
+
+
+def _ends_complete(tar: tarfile.TarFile) -> bool:
+    """Whether the listing stopped at the zero block that ends a tar archive.
+
+    tarfile takes a damaged, truncated or missing header after the first for the end of
+    the archive and stops quietly, which would load a cut or corrupted download as a
+    smaller data set.
+    """
+    assert tar.fileobj is not None
+    tar.fileobj.seek(tar.offset)
+    return tar.fileobj.read(tarfile.BLOCKSIZE) == bytes(tarfile.BLOCKSIZE)

@@ -83,6 +83,11 @@ class FeatureCodec:
             # fewer than FAISS's 39 items a centroid is allowed (and documented) here
             codec.pq.cp.min_points_per_centroid = 1
         if not codec.is_trained:
+            if not count:
+                raise HashsearchError(
+                    f"--features {form} is trained on the items indexed, and there are none; "
+                    "index a split that has items"
+                )
             codec.train(np.ascontiguousarray(l2_normalized(features)))
         return cls(codec)
 

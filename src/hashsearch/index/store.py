@@ -17,14 +17,16 @@
 A save writes a new version folder under a temporary name, fsyncs every file
 and the folder, renames it into place, then replaces CURRENT by the rename of a
 fsynced temporary file: a crash at any moment leaves CURRENT naming either the
-old or the new complete version, never a half-written one. The version before
+old or the new complete version, never a half-written one; a save that fails
+with an exception removes what it wrote, so the folder is as it was. The version before
 stays one save longer (a reader that resolved CURRENT just before the swap can
 still open its files and model); older ones are removed, and a reader that loses
 that race anyway reads CURRENT again. Writers take turns on an
 exclusive lock (`.lock`), which the system releases when a writer dies.
 
-Files are checked against the manifest before anything parses them, so a
-damaged or foreign directory fails with a clear message instead of a crash.
+Files are checked against the manifest, and the manifest's fields against their
+types (`hashsearch.index.manifest`), before anything parses them, so a damaged or
+foreign directory fails with a clear message instead of a crash.
 """
 
 from __future__ import annotations
@@ -45,17 +47,17 @@ from typing import Any
 
 import numpy as np
 
+from hashsearch.config import validated
 from hashsearch.encoding import Encoded
 from hashsearch.errors import HashsearchError
 from hashsearch.index.backends import BACKEND_KINDS, LOCAL_KINDS, CodeStore, LocalStore
 from hashsearch.index.features import DEFAULT_PQ_BYTES, FeatureCodec
+from hashsearch.index.manifest import DATA_FILES, ManifestFields
 from hashsearch.index.milvus import MilvusStore
 from hashsearch.run import RUN_FILES
 
 FORMAT = "hashsearch-index"
 FORMAT_VERSION = 3
-DATA_FILES = ("features.codec", "labels.npy", "ids.json")
-REQUIRED_KEYS = ("bits", "count", "feature_dim", "feature_codec", "backend", "files")
 MODEL_FILE = "model.safetensors"
 CURRENT = "CURRENT"
 # what saves create (version folders, their staging names, pointer temporaries): all
@@ -134,6 +136,12 @@ class HashIndex:
         """
         if len(encoded.codes) != len(ids):
             raise HashsearchError(f"{len(encoded.codes)} codes but {len(ids)} ids")
+        shapes = (np.shape(encoded.codes), np.shape(encoded.features))
+        if any(len(shape) != 2 or shape[1] < 1 for shape in shapes):
+            raise HashsearchError(
+                f"codes of shape {shapes[0]} and features of shape {shapes[1]}: expected "
+                "(N, bytes) and (N, D), at least one column each"
+            )
         check_unique(list(ids))
         codec = FeatureCodec.fit(np.asarray(encoded.features), features, pq_bytes)
         codes = np.ascontiguousarray(encoded.codes, dtype=np.uint8)
@@ -183,11 +191,11 @@ class HashIndex:
                 f"{encoded.features.shape[1:]} do not fit the index ({self.bits} bits, "
                 f"features ({self.feature_dim},)); encode them with the index's model"
             )
-        labels = np.asarray(encoded.labels)
-        if labels.shape[1:] != np.asarray(self.labels).shape[1:]:
+        labels, held = np.asarray(encoded.labels), np.asarray(self.labels)
+        if labels.shape[1:] != held.shape[1:] or labels.dtype.kind not in "iu":
             raise HashsearchError(
-                f"labels of shape {labels.shape[1:]} do not match the index's "
-                f"{np.asarray(self.labels).shape[1:]}"
+                f"labels of shape {labels.shape[1:]} and type {labels.dtype} do not match the "
+                f"index's {held.shape[1:]}, {held.dtype}: class numbers or multi-hot rows"
             )
         check_unique(self.ids + ids)
         self.store.add(
@@ -229,6 +237,7 @@ class HashIndex:
     @contextmanager
     def editing(cls, directory: Path) -> Iterator[HashIndex]:
         """Load, change and save an index under the writer lock (no lost updates)."""
+        current_version(directory)  # refuse a folder that is no index before locking it
         with writer_lock(directory):
             index = cls.load(directory)
             still_held = index.store.reconcile()  # tidy what a crashed edit left
@@ -239,20 +248,43 @@ class HashIndex:
 
     def _save_locked(self, directory: Path, model_dir: Path | None) -> Path:
         stamp = f"v-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
-        staging = directory / f".tmp-{stamp}"
-        staging.mkdir()
-        backend = self.store.write(staging)
-        (staging / "features.codec").write_bytes(self.codec.serialize().tobytes())
-        np.save(staging / "labels.npy", np.asarray(self.labels))
-        (staging / "ids.json").write_text(json.dumps(self.ids))
+        staging, version = directory / f".tmp-{stamp}", directory / stamp
+        live, pointer = directory / CURRENT, directory / f".tmp-{stamp}-{CURRENT}"
+        previous = live.read_text().strip() if live.is_file() else None
+        try:
+            staging.mkdir()
+            self._write_version(staging, model_dir)
+            staging.rename(version)
+            fsync(directory)
+            pointer.write_text(stamp + "\n")
+            fsync(pointer)
+            os.replace(pointer, live)  # the commit point
+        except BaseException:  # not committed: leave the folder as it was
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(version, ignore_errors=True)
+            pointer.unlink(missing_ok=True)
+            raise
+        fsync(directory)
+        self.model_dir = version / "model" if model_dir is not None else None
+        for old in directory.iterdir():
+            if old.name not in (stamp, previous) and VERSION_NAME.fullmatch(old.name):
+                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(True)
+        return version
+
+    def _write_version(self, folder: Path, model_dir: Path | None) -> None:
+        """Every file of a version into `folder`, the manifest last, all flushed to disk."""
+        backend = self.store.write(folder)
+        (folder / "features.codec").write_bytes(self.codec.serialize().tobytes())
+        np.save(folder / "labels.npy", np.asarray(self.labels))
+        (folder / "ids.json").write_text(json.dumps(self.ids))
         names = [*DATA_FILES, *backend.pop("files")]
         fingerprint = {}
         if model_dir is not None:
-            (staging / "model").mkdir()
+            (folder / "model").mkdir()
             for name in RUN_FILES:
-                shutil.copyfile(model_dir / name, staging / "model" / name)
+                shutil.copyfile(model_dir / name, folder / "model" / name)
             names += [f"model/{name}" for name in RUN_FILES]
-            fingerprint["model_fingerprint"] = model_fingerprint(staging / "model")
+            fingerprint["model_fingerprint"] = model_fingerprint(folder / "model")
         manifest = {
             **self.info,
             "format": FORMAT,
@@ -264,27 +296,12 @@ class HashIndex:
             "feature_bytes": self.codec.code_size,
             "backend": backend,
             **fingerprint,
-            "files": {name: sha256_of(staging / name) for name in names},
+            "files": {name: sha256_of(folder / name) for name in names},
         }
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        for path in staging.rglob("*"):
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        for path in folder.rglob("*"):
             fsync(path)
-        fsync(staging)
-        version = directory / stamp
-        staging.rename(version)
-        fsync(directory)
-        live = directory / CURRENT
-        previous = live.read_text().strip() if live.is_file() else None
-        pointer = directory / f".tmp-{stamp}-{CURRENT}"
-        pointer.write_text(stamp + "\n")
-        fsync(pointer)
-        os.replace(pointer, directory / CURRENT)  # the commit point
-        fsync(directory)
-        self.model_dir = version / "model" if model_dir is not None else None
-        for old in directory.iterdir():
-            if old.name not in (stamp, previous) and VERSION_NAME.fullmatch(old.name):
-                shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(True)
-        return version
+        fsync(folder)
 
     @classmethod
     def load(cls, directory: Path, mmap: bool = True) -> HashIndex:
@@ -393,19 +410,10 @@ def read_manifest(directory: Path, version: Path | None = None) -> dict[str, Any
         )
     if manifest.get("format_version") != FORMAT_VERSION:
         raise HashsearchError(
-            f"index {directory} has format version {manifest.get('format_version')}, this "
+            f"index {directory} has format version {manifest.get('format_version')!r}, this "
             f"hashsearch reads version {FORMAT_VERSION}; rebuild it with `hashsearch index`"
         )
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
-    missing += [f for f in DATA_FILES if f not in manifest.get("files", {})]
-    if not isinstance(manifest.get("backend"), dict) or manifest["backend"].get("kind") not in (
-        BACKEND_KINDS
-    ):
-        missing.append(f"a backend (one of {', '.join(BACKEND_KINDS)})")
-    if missing:
-        raise HashsearchError(
-            f"index manifest {path} lacks {', '.join(missing)}; rebuild the index"
-        )
+    validated(ManifestFields, manifest, f"index manifest {path}", "rebuild the index")
     for name, expected in manifest["files"].items():
         file = version / name
         if not file.is_file() or sha256_of(file) != expected:
