@@ -54,6 +54,10 @@ class BackboneConfig(_Strict):
     name: str = "resnet"
     widths: tuple[Annotated[int, Field(ge=2)], ...] = Field((32, 64, 128), min_length=1)
     blocks: tuple[NonNegativeInt, ...] = (1, 1, 1)
+    # The whitened stem scales each patch direction by 1 / sqrt(eigenvalue + eps): a
+    # small eps lets faint high-frequency directions, where pixel noise lives, be
+    # amplified the most (docs/robustness.md).
+    whiten_eps: PositiveFloat = 5e-4
 
     @field_validator("blocks")
     @classmethod

@@ -176,7 +176,7 @@ class WhitenedConvNet(Backbone):
 
     def __init__(self, in_channels: int, config: BackboneConfig) -> None:
         super().__init__()
-        self.whiten = PatchWhitening(in_channels)
+        self.whiten = PatchWhitening(in_channels, eps=config.whiten_eps)
         c_ins = (self.whiten.out_channels, *config.widths[:-1])
         self.groups = nn.Sequential(
             *(

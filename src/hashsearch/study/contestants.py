@@ -38,14 +38,14 @@ class Contestant:
         kind: "deep" trains; "shallow" fits on `vectors` of the training split.
         params: the method's own parameters.
         vectors: what a shallow method hashes: the SAEH run's "features" or "pixels".
-        train: training-recipe settings of this contestant (dotted config keys).
+        overrides: this contestant's own config settings (dotted keys, e.g. its augmentation).
     """
 
     method: str
     kind: Literal["deep", "shallow"] = "deep"
     params: dict[str, Any] = field(default_factory=dict)
     vectors: Literal["features", "pixels"] = "features"
-    train: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 CONTESTANTS: Registry[Contestant] = Registry("contestant")
@@ -58,7 +58,15 @@ CONTESTANTS.register("saeh-no-pairwise")(
 )
 # SAEH trained on photometrically corrupted images too (docs/robustness.md).
 CONTESTANTS.register("saeh-robust")(
-    Contestant("saeh", params=SAEH_PARAMS, train={"train.augment.corrupt": 0.5})
+    Contestant("saeh", params=SAEH_PARAMS, overrides={"train.augment.corrupt": 0.5})
+)
+# The same with a whitening that amplifies faint patch directions less (docs/robustness.md).
+CONTESTANTS.register("saeh-robust-eps")(
+    Contestant(
+        "saeh",
+        params=SAEH_PARAMS,
+        overrides={"train.augment.corrupt": 0.5, "backbone.whiten_eps": 0.05},
+    )
 )
 for _name in ("dsh", "dpsh", "hashnet", "csq", "greedyhash"):
     CONTESTANTS.register(_name)(Contestant(_name))

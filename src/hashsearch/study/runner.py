@@ -83,7 +83,7 @@ class Study:
                 "method.bits": cell.bits,
                 "seed": cell.seed,
                 "train.device": self.device,
-                **contestant.train,
+                **contestant.overrides,
                 **(
                     {"train.lr": self.learning_rates[cell.contestant]}
                     if cell.contestant in self.learning_rates
