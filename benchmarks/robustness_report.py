@@ -2,7 +2,7 @@
 
     python benchmarks/robustness_report.py \
         runs/robust48/robustness.json runs/robust48-saeh/robustness.json \
-        runs/robust48-eps/robustness.json runs/robust-full48/robustness.json:full \
+        runs/robust48-eps/robustness.json runs/robust-full48/corruptions.json:full \
         --out docs/robustness
 
 Inputs are `hashsearch bench --corruptions` outputs (OUT/robustness.json) or

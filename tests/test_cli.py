@@ -387,7 +387,7 @@ def test_evaluate_corruptions_scores_clean_as_evaluate_does(
     report = json.loads(out)
     code, _, err = run_cli(capsys, monkeypatch, "evaluate", *options, "--corruptions")
     assert code == 0 and "severity 3 / clean" in err, err
-    records = json.loads((tmp_path / "robustness.json").read_text())
+    records = json.loads((tmp_path / "corruptions.json").read_text())
     assert len(records) == (1 + 7 * 3) * 2 and {r["queries"] for r in records} == {60}
     clean = {r["stage"]: r["map_all"] for r in records if r["corruption"] == "clean"}
     assert clean["stage1"] == pytest.approx(report["stage1"]["map_all"])
@@ -396,5 +396,5 @@ def test_evaluate_corruptions_scores_clean_as_evaluate_does(
         capsys, monkeypatch, "evaluate", *options, "--corruptions", "--queries-per-class", "2"
     )
     assert code == 0 and {
-        r["queries"] for r in json.loads((tmp_path / "robustness.json").read_text())
+        r["queries"] for r in json.loads((tmp_path / "corruptions.json").read_text())
     } == {20}

@@ -292,7 +292,7 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     corruptions: Annotated[
         bool,
-        typer.Option(help="Instead: corrupted queries, clean database (robustness.json)."),
+        typer.Option(help="Instead: corrupted queries, clean database (corruptions.json)."),
     ] = False,
     queries_per_class: Annotated[
         int | None, typer.Option(min=1, help="With --corruptions: this many queries per class.")
@@ -303,7 +303,7 @@ def evaluate(
         records = api.evaluate_corruptions(
             open_run(run, device), CORRUPTIONS.names(), candidates, queries_per_class, data
         )
-        path = (out or run) / "robustness.json"
+        path = (out or run) / "corruptions.json"  # a study cell's robustness.json is another
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(records, indent=1))
         ratio = severity_ratio(records, records[0]["method"])

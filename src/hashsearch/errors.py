@@ -16,3 +16,8 @@ class HashsearchError(Exception):
 
 class TrainingDiverged(HashsearchError):
     """A loss term became NaN or infinite: the weights are lost, so training stops."""
+
+
+class CandidateLimit(HashsearchError):
+    """A search that would return more candidates than its caller allows (a wide radius):
+    the request's fault, not the index's."""

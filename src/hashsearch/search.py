@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hashsearch.errors import HashsearchError
+from hashsearch.errors import CandidateLimit, HashsearchError
 from hashsearch.index.store import HashIndex
 from hashsearch.rerank import RERANKERS
 
@@ -77,6 +77,7 @@ def two_stage_search(
     radius: int | None = None,
     rerank: str = "cosine",
     timings_ms: dict[str, float] | None = None,
+    radius_limit: int | None = None,
 ) -> list[Hits]:
     """Search `index` for each query; return at most `top` hits each.
 
@@ -86,6 +87,8 @@ def two_stage_search(
         radius: if given, stage 1 returns every item within this Hamming distance.
         rerank: a registered re-ranker name; "none" returns stage 1 alone.
         timings_ms: if given, receives the milliseconds spent in "stage1" and "stage2".
+        radius_limit: if given, a radius that finds more items than this is refused
+            (`CandidateLimit`) before any is re-ranked: what one request may cost.
     """
     reranker = RERANKERS.get(rerank)
     check_search_args(candidates, radius, top)
@@ -98,6 +101,12 @@ def two_stage_search(
         raise HashsearchError("the index is empty; build it from a split that has items")
     started = time.perf_counter()
     found = stage1(index, codes, candidates, radius)
+    longest = max((len(items) for _, items in found), default=0)
+    if radius_limit is not None and longest > radius_limit:
+        raise CandidateLimit(
+            f"radius {radius} finds {longest:,} items, over the limit of {radius_limit:,}; "
+            "use a smaller radius"
+        )
     ranked = time.perf_counter()
     results = []
     for q, (hamming, items) in enumerate(found):

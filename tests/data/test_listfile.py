@@ -94,3 +94,11 @@ def test_multi_label_pipeline_end_to_end(tmp_path, capsys, monkeypatch):
     assert code == 0, err
     first = json.loads(out)[0]["results"][0]
     assert set(first["label"].split(",")) <= set(CLASSES)
+
+
+def test_replacing_a_listed_image_is_not_served_from_the_cache(tmp_path):
+    listed = write_multilabel(tmp_path, count=4)
+    before = load_dataset("list", listed).images[0].copy()
+    Image.fromarray(np.full((16, 16, 3), 7, np.uint8)).save(tmp_path / "images" / "0000.png")
+    after = load_dataset("list", listed).images[0]
+    assert not np.array_equal(before, after) and (after == 7).all()

@@ -149,3 +149,9 @@ def test_ivf_probing_every_cell_is_exact(flat, items):
 def test_unknown_backend_is_refused(items):
     with pytest.raises(HashsearchError, match="unknown index backend 'annoy'"):
         build(items, Backend("annoy"))
+
+
+def test_an_empty_ivf_index_is_refused_in_one_line():
+    empty = Encoded(np.zeros((0, 2), np.uint8), np.zeros((0, 8), np.float32), np.zeros(0, int))
+    with pytest.raises(HashsearchError, match="ivf index needs items"):
+        HashIndex.build(empty, [], {}, features="float32", backend=Backend("ivf"))

@@ -15,7 +15,7 @@ from server_helpers import cli, post_image
 
 from hashsearch import api
 from hashsearch.data.decode import decode_image
-from hashsearch.server import create_app
+from hashsearch.server import create_app, routes
 
 
 @pytest.mark.parametrize(
@@ -112,3 +112,20 @@ def test_a_missing_data_set_is_a_503_with_the_remedy(served_index, tmp_path):
     assert client.get("/health").status_code == 200
     response = client.get("/items/train%2Fcat%2F0000.jpg/image")
     assert response.status_code == 503 and "--data" in response.json()["detail"]
+
+
+def test_a_radius_wider_than_one_request_may_cost_is_a_422(client, query_files, monkeypatch):
+    monkeypatch.setattr(routes, "MAX_CANDIDATES", 239)  # radius 16: all 240 items of 16 bits
+    answer = post_image(client, query_files[0], radius=16)
+    assert (
+        answer.status_code == 422 and "240 items, over the limit of 239" in answer.json()["detail"]
+    )
+    monkeypatch.setattr(routes, "MAX_CANDIDATES", 240)
+    assert post_image(client, query_files[0], radius=16).status_code == 200
+
+
+def test_the_app_serves_again_after_its_lifespan_ended(served_index, query_files):
+    app = create_app(served_index)
+    for _ in range(2):  # the encoder thread stops with the first lifespan, starts again
+        with TestClient(app) as again:
+            assert post_image(again, query_files[0]).status_code == 200

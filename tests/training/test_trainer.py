@@ -162,3 +162,21 @@ def test_corruption_augmentation_hits_its_share_of_images_deterministically():
     assert torch.equal(augment(images, off, torch.Generator().manual_seed(1)), images)
     everything = augment(images, off.model_copy(update={"corrupt": 1.0}), torch.Generator())
     assert (everything != images).flatten(1).any(1).float().mean() > 0.95
+
+
+def test_data_parallel_processes_shuffle_alike_and_augment_apart(monkeypatch):
+    from hashsearch.errors import HashsearchError
+    from hashsearch.training import trainer
+
+    shuffling = torch.Generator().manual_seed(0)
+    assert trainer.data_parallel_generator(shuffling, 0, 64) is shuffling  # one process
+    draws = []
+    for rank in (0, 1):
+        monkeypatch.setattr(trainer, "world", lambda rank=rank: (rank, 2))
+        augmenting = trainer.data_parallel_generator(shuffling, 0, 64)
+        assert augmenting is not shuffling
+        draws.append(torch.rand(4, generator=augmenting))
+    assert not torch.equal(draws[0], draws[1])
+    for bad in (65, 2):
+        with pytest.raises(HashsearchError, match="equal shares of at least 2"):
+            trainer.data_parallel_generator(shuffling, 0, bad)

@@ -17,6 +17,7 @@ file and line.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +36,25 @@ def load_list_file(path: str | Path, image_size: int | None = None) -> ImageData
     source = existing_source(path)
     if not source.is_file():
         raise HashsearchError(f"{source} is not a list file; pass the .txt file itself")
-    options = {"loader": "list-file", "image_size": image_size}
+    options = {"loader": "list-file", "image_size": image_size, "files": listed_state(source)}
     return cached_dataset(source, options, lambda: read_list_file(source, image_size))
+
+
+def listed_state(source: Path) -> str:
+    """A digest of the size and mtime of every listed image and of `classes.txt`: the
+    cache keys on the list file, and replacing an image it names must not serve stale
+    pixels."""
+    digest = hashlib.sha256()
+    try:
+        text = source.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""  # read_list_file reports it
+    names = [line.split()[0] for line in text.splitlines() if line.strip()]
+    for name in [*names, "classes.txt"]:
+        path = source.parent / name
+        stat = path.stat() if path.is_file() else None
+        digest.update(f"{name}\0{stat and stat.st_size}\0{stat and stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def parse_line(line: str, where: str, width: int | None) -> tuple[str, list[int]]:

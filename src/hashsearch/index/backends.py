@@ -88,6 +88,8 @@ class LocalStore:
     def build(cls, kind: str, codes: np.ndarray, feature_codes: np.ndarray) -> LocalStore:
         codes = np.ascontiguousarray(codes, dtype=np.uint8)
         index = faiss_binary_index(kind, codes.shape[1] * 8, len(codes))
+        if not index.is_trained and not len(codes):
+            raise HashsearchError("an ivf index needs items to train its cells on; use flat")
         if not index.is_trained:
             sample = np.random.default_rng(0).permutation(len(codes))[: 256 * index.nlist]
             index.train(codes[np.sort(sample)])

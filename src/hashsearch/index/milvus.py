@@ -23,16 +23,20 @@ is saved: a crash in between leaves items listed that can no longer be found.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from hashsearch.errors import HashsearchError
+from hashsearch.errors import CandidateLimit, HashsearchError
 
+T = TypeVar("T")
 MAX_ROWS = 16_384  # Milvus's limit on the rows of one search or query answer
 INSERT_BATCH = 10_000
 KEY, CODE, FEATURES = "key", "code", "features"
@@ -51,6 +55,31 @@ def client(uri: str) -> Any:
         return MilvusClient(uri)
     except Exception as exc:  # pymilvus raises many kinds; all mean "cannot reach it"
         raise HashsearchError(f"cannot open Milvus at {uri!r}: {exc}") from exc
+
+
+@contextmanager
+def reported(uri: str) -> Iterator[None]:
+    """A failing Milvus request (server down, collection dropped) as a one-line error."""
+    try:
+        yield
+    except HashsearchError:
+        raise
+    except Exception as exc:
+        if not type(exc).__module__.startswith("pymilvus"):
+            raise
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise HashsearchError(f"Milvus at {uri} failed: {reason}") from None
+
+
+def reporting(method: Callable[..., T]) -> Callable[..., T]:
+    """`reported` around a method of a store (its URI is `self.uri`)."""
+
+    @functools.wraps(method)
+    def wrapper(self: MilvusStore, *args: Any, **kwargs: Any) -> T:
+        with reported(self.uri):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 @dataclass
@@ -86,7 +115,11 @@ class MilvusStore:
         params = milvus.prepare_index_params()
         for name in (CODE, FEATURES):  # every vector field needs an index to load
             params.add_index(name, index_type="BIN_FLAT", metric_type="HAMMING")
-        milvus.create_collection(collection, schema=schema, index_params=params)
+        # Strong: a search right after an insert or delete sees it (a server's default,
+        # Bounded, may not, and results would then differ from the FAISS backends')
+        milvus.create_collection(
+            collection, schema=schema, index_params=params, consistency_level="Strong"
+        )
         store = cls(uri, collection, bits, np.zeros(0, np.int64), 0)
         store.add(codes, feature_codes)
         return store
@@ -97,6 +130,19 @@ class MilvusStore:
     ) -> MilvusStore:
         """Reopen a saved index's collection, refusing one of other code or feature sizes."""
         uri, collection = backend["uri"], backend["collection"]
+        with reported(uri):
+            return cls._open(uri, collection, bits, feature_bytes, keys, int(backend["next_key"]))
+
+    @classmethod
+    def _open(
+        cls,
+        uri: str,
+        collection: str,
+        bits: int,
+        feature_bytes: int,
+        keys: np.ndarray,
+        next_key: int,
+    ) -> MilvusStore:
         milvus = client(uri)
         if not milvus.has_collection(collection):
             raise HashsearchError(
@@ -110,7 +156,7 @@ class MilvusStore:
                 f"{feature_bytes}-byte features; rebuild the index"
             )
         milvus.load_collection(collection)
-        return cls(uri, collection, bits, keys, int(backend["next_key"]))
+        return cls(uri, collection, bits, keys, next_key)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -124,8 +170,9 @@ class MilvusStore:
         found: dict[int, bytes] = {}
         for start in range(0, len(keys), MAX_ROWS):
             batch = [int(k) for k in keys[start : start + MAX_ROWS]]
-            for row in self.milvus.get(self.collection, ids=batch, output_fields=[field]):
-                found[int(row[KEY])] = row[field][0]
+            with reported(self.uri):
+                rows = self.milvus.get(self.collection, ids=batch, output_fields=[field])
+            found.update((int(row[KEY]), row[field][0]) for row in rows)
         missing = [int(k) for k in keys if int(k) not in found]
         if missing:
             raise HashsearchError(
@@ -141,6 +188,10 @@ class MilvusStore:
         return self._fetch(self.keys if rows is None else self.keys[rows], FEATURES)
 
     def _request(self, xq: np.ndarray, limit: int, params: dict[str, Any]) -> list[Any]:
+        with reported(self.uri):
+            return self._search(xq, limit, params)
+
+    def _search(self, xq: np.ndarray, limit: int, params: dict[str, Any]) -> list[Any]:
         return self.milvus.search(
             self.collection,
             data=[row.tobytes() for row in np.ascontiguousarray(xq, np.uint8)],
@@ -150,10 +201,15 @@ class MilvusStore:
             search_params={"metric_type": "HAMMING", "params": params},
         )
 
-    def _ranked(self, hits: list[Any], what: str) -> tuple[np.ndarray, np.ndarray]:
-        """Hits as (distances, positions), Hamming order, ties in index order."""
-        if len(hits) >= MAX_ROWS:
-            raise HashsearchError(f"{what} holds over {MAX_ROWS:,} items; narrow the search")
+    def _ranked(
+        self, hits: list[Any], what: str, complete: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Hits as (distances, positions), Hamming order, ties in index order.
+
+        `complete`: the answer must hold every match, so a full answer may be cut short.
+        """
+        if complete and len(hits) >= MAX_ROWS:
+            raise CandidateLimit(f"{what} holds over {MAX_ROWS:,} items; narrow the search")
         keys = np.array([h["id"] for h in hits], np.int64)
         distances = np.array([h["distance"] for h in hits]).round().astype(np.int32)
         positions = np.searchsorted(self.keys, keys).clip(max=max(len(self.keys) - 1, 0))
@@ -167,7 +223,7 @@ class MilvusStore:
         distances = np.full((len(xq), k), -1, np.int32)
         items = np.full((len(xq), k), -1, np.int64)
         for q, hits in enumerate(self._request(xq, k, {})):
-            d, i = self._ranked(list(hits), "a stage-1 list")
+            d, i = self._ranked(list(hits), "a stage-1 list", complete=False)
             if len(d) == k:  # the cut may split a group of equal distances: fetch it whole
                 cut = int(d[-1])
                 ties = self._request(
@@ -195,6 +251,7 @@ class MilvusStore:
         items = np.concatenate([i for _, i in found]) if found else np.zeros(0, np.int64)
         return lims, distances, items
 
+    @reporting
     def add(self, codes: np.ndarray, feature_codes: np.ndarray) -> None:
         keys = np.arange(self.next_key, self.next_key + len(codes), dtype=np.int64)
         for start in range(0, len(codes), INSERT_BATCH):
@@ -210,6 +267,7 @@ class MilvusStore:
         self.keys = np.concatenate([self.keys, keys])
         self.next_key += len(codes)
 
+    @reporting
     def keep(self, mask: np.ndarray) -> None:
         dropped = self.keys[~mask]
         for start in range(0, len(dropped), MAX_ROWS):
@@ -218,6 +276,7 @@ class MilvusStore:
             )
         self.keys = self.keys[mask]
 
+    @reporting
     def reconcile(self) -> np.ndarray:
         """Drop rows a crashed edit inserted; the mask of listed items Milvus still holds."""
         self.milvus.delete(self.collection, filter=f"{KEY} >= {self.next_key}")

@@ -53,17 +53,32 @@ class BatchEncoder:
         self._waiting: queue.SimpleQueue[tuple[np.ndarray, Future[Encoded]] | None] = (
             queue.SimpleQueue()
         )
-        threading.Thread(target=self._serve, name="hashsearch-encoder", daemon=True).start()
+        self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
 
     def encode(self, pixels: np.ndarray) -> Encoded:
         """Code and feature of one (H, W, C) uint8 image, as the index's items were made."""
+        self._running()
         done: Future[Encoded] = Future()
         self._waiting.put((pixels, done))
         return done.result()
 
     def close(self) -> None:
-        """Stop the encoding thread once the queries before this call are answered."""
-        self._waiting.put(None)
+        """Stop the encoding thread once the queries before this call are answered; a
+        later `encode` starts it again (an app whose lifespan runs twice keeps working)."""
+        with self._starting:
+            if self._thread is not None:
+                self._waiting.put(None)
+                self._thread.join()
+                self._thread = None
+
+    def _running(self) -> None:
+        with self._starting:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, name="hashsearch-encoder", daemon=True
+                )
+                self._thread.start()
 
     def _serve(self) -> None:
         while (first := self._waiting.get()) is not None:
@@ -108,7 +123,11 @@ class Searcher:
         self.encoder = BatchEncoder(self.run.model, self.run.config.train.device)
 
     def search(
-        self, pixels: np.ndarray, params: SearchParams, timings_ms: dict[str, float]
+        self,
+        pixels: np.ndarray,
+        params: SearchParams,
+        timings_ms: dict[str, float],
+        radius_limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """JSON-ready hits of one query (`api.hits_as_dicts`); fills encode/stage1/stage2 ms."""
         started = time.perf_counter()
@@ -123,5 +142,6 @@ class Searcher:
             params.radius,
             params.rerank,
             timings_ms=timings_ms,
+            radius_limit=radius_limit,
         )
         return api.hits_as_dicts(self.index, hits[0])

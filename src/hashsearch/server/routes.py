@@ -17,7 +17,7 @@ from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 
 from hashsearch import __version__
-from hashsearch.errors import HashsearchError
+from hashsearch.errors import CandidateLimit, HashsearchError
 from hashsearch.items import ImageUnavailable, ItemImages, UnknownItem
 from hashsearch.rerank import RERANKERS
 from hashsearch.server.engine import Searcher, SearchParams
@@ -63,7 +63,9 @@ def router(searcher: Searcher, items: ItemImages, max_pixels: int) -> APIRouter:
         timings = {"decode": (time.perf_counter() - started) * 1e3}
         params = SearchParams(top, candidates, radius, rerank.value)
         try:
-            rows = searcher.search(pixels, params, timings)
+            rows = searcher.search(pixels, params, timings, radius_limit=MAX_CANDIDATES)
+        except CandidateLimit as exc:  # a radius wide enough to cost more than one request may
+            raise HTTPException(422, str(exc)) from None
         except HashsearchError as exc:  # the parameters are valid here: the index is at fault
             raise HTTPException(503, str(exc)) from None
         results = [

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from hashsearch.config import AugmentConfig
+from hashsearch.imageops import gaussian_blur, zoom_and_rotate
 
 
 def random_translate(images: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
@@ -39,30 +40,6 @@ def random_translate(images: torch.Tensor, pad: int, generator: torch.Generator)
 def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     flip = torch.rand(len(images), generator=generator) < 0.5
     return torch.where(flip[:, None, None, None], images.flip(3), images)
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of float (B, C, H, W) images, edges reflected."""
-    radius = max(1, min(math.ceil(3 * sigma), x.shape[2] - 1, x.shape[3] - 1))
-    taps = torch.exp(-0.5 * (torch.arange(-radius, radius + 1) / sigma) ** 2)
-    taps = (taps / taps.sum()).to(x.dtype)
-    c = x.shape[1]
-    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
-    x = F.conv2d(x, taps.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(x, taps.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
-def zoom_and_rotate(
-    x: torch.Tensor, keep: torch.Tensor, angle: torch.Tensor, shift: torch.Tensor
-) -> torch.Tensor:
-    """Float (B, C, H, W) images seen through a window keeping `keep` of each side,
-    shifted by `shift` (B, 2) and rotated by `angle` radians; edges reflected."""
-    cos, sin = torch.cos(angle) * keep, torch.sin(angle) * keep
-    theta = torch.stack(
-        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
-    )
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, padding_mode="reflection", align_corners=False)
 
 
 def random_corruption(

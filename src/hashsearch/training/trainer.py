@@ -34,7 +34,7 @@ from hashsearch.distributed import (
     world,
 )
 from hashsearch.encoding import encode_images, forward_batches
-from hashsearch.errors import TrainingDiverged
+from hashsearch.errors import HashsearchError, TrainingDiverged
 from hashsearch.evaluation import evaluate_retrieval
 from hashsearch.methods.base import HashingMethod
 from hashsearch.metrics import to_multi_hot
@@ -85,6 +85,27 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def data_parallel_generator(
+    shuffling: torch.Generator, seed: int, batch_size: int
+) -> torch.Generator:
+    """The generator augmentation draws from: the shuffling one in a single process (so
+    its runs stay as they were), a per-process one under torchrun.
+
+    Under torchrun every process must draw the same shuffles, so the shuffling
+    generator may see only the shuffles; each process augments its share with its own
+    generator, or all shares would get the same augmentation draws.
+    """
+    rank, size = world()
+    if size == 1:
+        return shuffling
+    if batch_size % size or batch_size // size < 2:
+        raise HashsearchError(
+            f"train.batch_size {batch_size} does not split into {size} equal shares of at "
+            f"least 2 images (BatchNorm); use a multiple of {size}, at least {2 * size}"
+        )
+    return torch.Generator().manual_seed(seed * 1_000_003 + rank + 1)
+
+
 def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Shuffled index batches; a last partial batch is dropped (BatchNorm needs > 1 item)."""
     order = torch.randperm(n, generator=generator)
@@ -113,6 +134,7 @@ class Trainer:
     ) -> TrainResult:
         """Train, validate every `eval_every` epochs, and leave the best weights loaded."""
         cfg, generator = self.config, seed_everything(self.seed)
+        augmenting = data_parallel_generator(generator, self.seed, cfg.batch_size)
         images, targets = self._prepare(method, data)
         steps_per_epoch = max(1, len(images) // min(cfg.batch_size, len(images)))
         total_steps = min(
@@ -133,7 +155,7 @@ class Trainer:
             )
             record = {
                 "epoch": epoch,
-                **self._epoch(method, images, targets, bar, generator, optimizer, schedule),
+                **self._epoch(method, images, targets, bar, augmenting, optimizer, schedule),
             }
             if epoch % cfg.eval_every == 0 or epoch == epochs:
                 average_buffers(method)  # every process validates the same model
