@@ -8,22 +8,22 @@ import numpy as np
 import pytest
 
 from hashsearch import api
+from hashsearch.config import RunConfig
 from hashsearch.index import HashIndex
 from hashsearch.presets import preset_config
 
 
+def tiny_digits(epochs: int) -> RunConfig:
+    """A small digits model, as the torchrun commands below train it."""
+    overrides = {"train.epochs": epochs, "method.bits": 24}
+    return preset_config(
+        "digits", {**overrides, "backbone.widths": (8, 16), "backbone.blocks": (1, 1)}
+    )
+
+
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory):
-    config = preset_config(
-        "digits",
-        {
-            "train.epochs": 2,
-            "method.bits": 24,
-            "backbone.widths": (8, 16),
-            "backbone.blocks": (1, 1),
-        },
-    )
-    return api.train(config, tmp_path_factory.mktemp("run") / "run", progress=False)
+    return api.train(tiny_digits(2), tmp_path_factory.mktemp("run") / "run", progress=False)
 
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:
@@ -81,15 +81,6 @@ def test_torchrun_trains_data_parallel_in_step(tmp_path):
     assert done.stderr.count("trained saeh") == 1  # rank 0 reports and writes
     parallel = api.load_run(tmp_path / "parallel")
     assert parallel.meta["processes"] == 2
-    config = preset_config(
-        "digits",
-        {
-            "train.epochs": 3,
-            "method.bits": 24,
-            "backbone.widths": (8, 16),
-            "backbone.blocks": (1, 1),
-        },
-    )
-    single = api.train(config, tmp_path / "single", progress=False)
+    single = api.train(tiny_digits(3), tmp_path / "single", progress=False)
     maps = [api.evaluate(run)["two_stage"]["map_all"] for run in (parallel, single)]
     assert maps[0] > 0.5 and abs(maps[0] - maps[1]) < 0.1, maps

@@ -23,7 +23,7 @@ from hashsearch.config import RunConfig, with_overrides
 from hashsearch.data import load_dataset
 from hashsearch.data.dataset import ImageDataset
 from hashsearch.data.decode import decode_image
-from hashsearch.data.protocols import Splits, class_of, make_splits, take_per_class
+from hashsearch.data.protocols import Splits, make_splits, query_sample
 from hashsearch.distributed import is_main_process, world
 from hashsearch.encoding import Encoded, encode_images
 from hashsearch.errors import HashsearchError
@@ -366,13 +366,14 @@ def evaluate_corruptions(
     dataset, splits = load_data(run.config, data_path)
     rows = splits.query
     if queries_per_class is not None:
-        sample = np.random.default_rng(0)
-        rows = take_per_class(class_of(dataset.labels), rows, queries_per_class, sample)
-    database, _ = encode_split(run, "database", data_path)
+        rows = query_sample(dataset.labels, rows, queries_per_class)
     device = run.config.train.device
 
     def encode(images: np.ndarray, labels: np.ndarray) -> Encoded:
         return encode_images(run.model, images, labels, device=device)
+
+    base = splits.database  # the data set is loaded once, for queries and database alike
+    database = encode(dataset.images[base], dataset.labels[base])
 
     found = corruption_records(
         encode,

@@ -84,6 +84,16 @@ def take_per_class(
     return np.sort(np.concatenate(chosen))
 
 
+QUERY_SAMPLE_SEED = 0  # a query subset is the same draw for every run, seed and method
+
+
+def query_sample(labels: np.ndarray, rows: np.ndarray, per_class: int) -> np.ndarray:
+    """`per_class` query items of each class from `rows`, the same draw every time
+    (a study's cells and `evaluate --corruptions` score the same queries)."""
+    rng = np.random.default_rng(QUERY_SAMPLE_SEED)
+    return take_per_class(class_of(labels), rows, per_class, rng)
+
+
 def without(pool: np.ndarray, removed: np.ndarray) -> np.ndarray:
     return np.setdiff1d(pool, removed, assume_unique=True)
 

@@ -24,7 +24,7 @@ import numpy as np
 from hashsearch import api
 from hashsearch.config import RunConfig, load_run_config, with_overrides
 from hashsearch.data.dataset import ImageDataset
-from hashsearch.data.protocols import class_of, make_splits, take_per_class
+from hashsearch.data.protocols import make_splits, query_sample
 from hashsearch.encoding import Encoded, encode_images
 from hashsearch.errors import HashsearchError
 from hashsearch.evaluation import evaluate_retrieval
@@ -36,7 +36,6 @@ from hashsearch.study.plan import Cell, StudyPreset
 
 log = logging.getLogger(__name__)
 
-QUERY_SAMPLE_SEED = 0  # the query subset is the same for every cell and seed
 METRICS = ("map_all", "map_1000", "precision_at_100", "precision_at_1000")
 
 
@@ -198,8 +197,7 @@ class Study:
         rows = splits.get(split)
         per_class = self.preset.queries_per_class
         if split == "query" and per_class is not None:
-            rng = np.random.default_rng(QUERY_SAMPLE_SEED)
-            rows = take_per_class(class_of(dataset.labels), rows, per_class, rng)
+            rows = query_sample(dataset.labels, rows, per_class)
         return rows
 
     def encoded(self, run: api.Run, split: str) -> Encoded:
