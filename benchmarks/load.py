@@ -3,28 +3,36 @@
     python benchmarks/load.py --index /tmp/ix48 --data ../shared/data/cifar10-jpg.tar.gz \
         --out docs/load.json
 
-Starts the server (`--threads 1`, no access log) unless `--url` names a running one
-(then `--pid` gives its process for the memory figures). Queries are the first
-`--query-images` CIFAR-10 test JPEGs (32x32) of the `--data` archive, sent as uploads.
-Four phases, each printed and written to `--out`:
+Starts the server (`--workers` processes, `--threads` each, no access log) unless
+`--url` names a running one (then `--pid` gives its process for the memory figures).
+Queries are the first `--query-images` CIFAR-10 test JPEGs (32x32) of the `--data`
+archive, sent as multipart uploads (field `image`). Four phases, each printed and
+written to `--out`:
 
 1. warm-up: `--warmup` requests from one client, then the server's resident memory;
 2. sequential: `--sequential` requests from one client (latency of a lone query);
-3. concurrent: `--requests` requests from `--clients` threads, each with its own
-   keep-alive connection: throughput, latency p50/p99, non-200 answers, memory after;
+3. concurrent: `--requests` requests from `--clients` clients, each with its own
+   keep-alive connection, each sending its next request when its last is answered:
+   throughput, latency p50/p99, non-200 answers, memory after, and the CPU seconds
+   per request of the server and of the clients;
 4. malformed: `--malformed` fuzzed requests (damaged and foreign files, bad
-   parameters, no image, an 11 MB body; seeded) from the same clients: 5xx count,
-   then GET /health.
+   parameters, no image, an 11 MB body; seeded) from the same number of clients:
+   5xx count, then GET /health.
 
 The clients run on the server's machine and take CPU from it; the figures are the
-system's, load generator included.
+system's, load generator included. The timed phases use one asyncio client
+(aiohttp, bodies encoded once) so that the load generator takes little of the 2
+cores: the server's share is what a deployment gets. Memory is the server's whole
+process tree (every worker).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import json
+import os
 import tarfile
 import time
 import zlib
@@ -34,11 +42,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import fastapi
 import httpx
 import numpy as np
 import uvicorn
 from PIL import Image
+from urllib3 import encode_multipart_formdata
 
 from hashsearch.api import environment
 from hashsearch.server.harness import ServerProcess
@@ -58,8 +68,42 @@ def query_images(archive: Path, count: int) -> list[bytes]:
     return images
 
 
-def search_requests(images: list[bytes], n: int) -> list[Request]:
-    return [{"files": {"image": ("q.jpg", images[i % len(images)])}} for i in range(n)]
+Upload = tuple[bytes, str]  # a multipart body and its content type
+
+
+def search_uploads(images: list[bytes], n: int) -> list[Upload]:
+    """`n` query uploads, the images in turn, each encoded once before the clock starts."""
+    encoded = [encode_multipart_formdata({"image": ("q.jpg", image)}) for image in images]
+    return [encoded[i % len(encoded)] for i in range(n)]
+
+
+def timed_searches(url: str, uploads: list[Upload], clients: int) -> list[tuple[int, float]]:
+    """(status, seconds) per upload, sent by `clients` concurrent keep-alive clients;
+    status -1 when the connection failed."""
+
+    async def run() -> list[tuple[int, float]]:
+        outcomes: list[tuple[int, float]] = [(-1, 0.0)] * len(uploads)
+        connector = aiohttp.TCPConnector(limit=clients)
+        timeout = aiohttp.ClientTimeout(total=120)
+        async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as session:
+
+            async def client(first: int) -> None:
+                for i in range(first, len(uploads), clients):
+                    body, content_type = uploads[i]
+                    started = time.perf_counter()
+                    try:
+                        headers = {"Content-Type": content_type}
+                        async with session.post("/search", data=body, headers=headers) as answer:
+                            await answer.read()
+                            status = answer.status
+                    except (aiohttp.ClientError, TimeoutError):
+                        status = -1
+                    outcomes[i] = (status, time.perf_counter() - started)
+
+            await asyncio.gather(*(client(first) for first in range(clients)))
+        return outcomes
+
+    return asyncio.run(run())
 
 
 def malformed_requests(images: list[bytes], n: int, seed: int = 0) -> list[Request]:
@@ -114,7 +158,8 @@ def bad_parameter(rng: np.random.Generator) -> dict[str, Any]:
 
 
 def send_all(url: str, requests: list[Request], clients: int) -> list[tuple[int, float]]:
-    """(status, seconds) per request; status -1 when the connection failed."""
+    """(status, seconds) per request of any kind (the malformed ones), from `clients`
+    threads; status -1 when the connection failed."""
 
     def client_share(first: int) -> list[tuple[int, int, float]]:
         with httpx.Client(base_url=url, timeout=120) as client:
@@ -149,25 +194,58 @@ def latency(outcomes: list[tuple[int, float]], seconds: float | None = None) -> 
     return figures
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (Linux /proc): a server and its worker processes."""
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        for task in Path(f"/proc/{current}/task").iterdir():
+            pending += [int(child) for child in (task / "children").read_text().split()]
+    return tree
+
+
 def rss_mb(pid: int | None) -> float | None:
-    """Resident memory of process `pid` (Linux /proc), MB."""
+    """Resident memory of process `pid` and its descendants (Linux /proc), MB."""
     if pid is None:
         return None
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return None
+    total_kb = 0
+    for member in process_tree(pid):
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total_kb += int(line.split()[1])
+    return round(total_kb / 1024, 1)
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of process `pid` and its descendants so far."""
+    if pid is None:
+        return None
+    ticks = 0
+    for member in process_tree(pid):
+        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def measure(url: str, pid: int | None, images: list[bytes], args: argparse.Namespace) -> dict:
     report: dict[str, Any] = {"rss_start_mb": rss_mb(pid)}
-    send_all(url, search_requests(images, args.warmup), 1)
+    report["server_processes"] = None if pid is None else len(process_tree(pid))
+    timed_searches(url, search_uploads(images, args.warmup), 1)
     report["rss_warm_mb"] = rss_mb(pid)
-    report["sequential"] = latency(send_all(url, search_requests(images, args.sequential), 1))
+    report["sequential"] = latency(timed_searches(url, search_uploads(images, args.sequential), 1))
+    uploads = search_uploads(images, args.requests)
+    server_cpu, client_cpu = cpu_seconds(pid), time.process_time()
     started = time.perf_counter()
-    outcomes = send_all(url, search_requests(images, args.requests), args.clients)
+    outcomes = timed_searches(url, uploads, args.clients)
     report["concurrent"] = latency(outcomes, time.perf_counter() - started)
     report["concurrent"]["clients"] = args.clients
+    report["concurrent"]["client_cpu_ms_per_request"] = round(
+        (time.process_time() - client_cpu) / len(uploads) * 1e3, 3
+    )
+    if server_cpu is not None:
+        spent = cpu_seconds(pid) - server_cpu
+        report["concurrent"]["server_cpu_ms_per_request"] = round(spent / len(uploads) * 1e3, 3)
     report["rss_after_load_mb"] = rss_mb(pid)
     statuses = [
         s for s, _ in send_all(url, malformed_requests(images, args.malformed), args.clients)
@@ -203,6 +281,7 @@ def main() -> None:
     parser.add_argument("--url", help="a running server instead of starting one")
     parser.add_argument("--pid", type=int, help="the --url server's process, for memory")
     parser.add_argument("--threads", type=int, default=1, help="the started server's --threads")
+    parser.add_argument("--workers", type=int, default=1, help="the started server's --workers")
     parser.add_argument("--requests", type=int, default=5_000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--sequential", type=int, default=500)
@@ -214,14 +293,23 @@ def main() -> None:
     if (args.index is None) == (args.url is None):
         parser.error("give --index (start a server) or --url (use a running one)")
     images = query_images(Path(args.data), args.query_images)
-    versions = {"fastapi": fastapi.__version__, "uvicorn": uvicorn.__version__}
+    versions = {
+        "fastapi": fastapi.__version__,
+        "uvicorn": uvicorn.__version__,
+        "aiohttp": aiohttp.__version__,
+    }
     # the server's threads are its --threads; environment()'s would be this client's
     report = {"environment": {k: v for k, v in environment().items() if k != "threads"} | versions}
-    report["server"] = {"index": str(args.index or args.url), "threads": args.threads}
+    report["server"] = {
+        "index": str(args.index or args.url),
+        "threads": args.threads,
+        "workers": args.workers,
+    }
     if args.url:
         report |= measure(args.url, args.pid, images, args)
     else:
         serve_args = ["--no-access-log", "--threads", str(args.threads), "--data", args.data]
+        serve_args += ["--workers", str(args.workers)]
         with ServerProcess(args.index, serve_args) as server:
             report["server"]["info"] = httpx.get(server.url + "/info").json()
             report |= measure(server.url, server.pid, images, args)

@@ -7,7 +7,9 @@ the server.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -44,14 +46,14 @@ def create_app(
         max_upload_bytes: the largest request body accepted.
         max_pixels: the most pixels an uploaded image may have (decompression bombs).
     """
-    searcher = Searcher(Path(index_dir))
+    searcher = Searcher(Path(index_dir), max_pixels)
     items = ItemImages(searcher.index.ids, searcher.run.config, data_path)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         threading.Thread(target=_load_images, args=(items,), daemon=True).start()
         yield
-        searcher.encoder.close()
+        searcher.close()
 
     app = FastAPI(
         title="hashsearch",
@@ -63,7 +65,7 @@ def create_app(
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _unexpected)
-    app.include_router(router(searcher, items, max_pixels))
+    app.include_router(router(searcher, items))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
@@ -104,6 +106,9 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal server error; the server log has the details"}, 500)
 
 
+SETTINGS_VARIABLE = "HASHSEARCH_SERVE_SETTINGS"  # how `serve` hands its settings to workers
+
+
 def serve(
     index_dir: Path,
     host: str = "127.0.0.1",
@@ -112,18 +117,49 @@ def serve(
     threads: int = 1,
     access_log: bool = True,
     max_upload_bytes: int = DEFAULT_MAX_BYTES,
+    workers: int = 1,
 ) -> None:
     """Run `create_app` under uvicorn until interrupted.
 
-    `threads` caps torch's and FAISS's thread pools: the model's thread and the
-    request threads share the cores, and on 2 cores more threads per pass only
-    contend with them.
+    `threads` caps torch's and FAISS's thread pools per process: the query thread and
+    the event loop share the cores, and on 2 cores more threads per pass only contend
+    with them. `workers` > 1 runs that many server processes on the one port, each
+    with its own model and a memory map of the same index: one process answers on
+    one core's worth of the interpreter lock at a time, however many cores there are.
     """
-    import faiss
-    import torch
     import uvicorn
 
-    torch.set_num_threads(threads)
-    faiss.omp_set_num_threads(threads)
-    app = create_app(index_dir, data_path, max_upload_bytes)
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+    settings = {
+        "index_dir": str(index_dir),
+        "data_path": data_path,
+        "max_upload_bytes": max_upload_bytes,
+        "threads": threads,
+    }
+    log_settings: dict[str, Any] = {"access_log": access_log, "log_level": "info"}
+    if workers == 1:
+        uvicorn.run(app_from_settings(settings), host=host, port=port, **log_settings)
+        return
+    os.environ[SETTINGS_VARIABLE] = json.dumps(settings)  # the worker processes inherit it
+    uvicorn.run(
+        f"{__name__}:app_from_environment",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        **log_settings,
+    )
+
+
+def app_from_settings(settings: dict[str, Any]) -> FastAPI:
+    """`create_app` for `serve`'s settings, with its thread caps applied to this process."""
+    import faiss
+    import torch
+
+    torch.set_num_threads(settings["threads"])
+    faiss.omp_set_num_threads(settings["threads"])
+    return create_app(settings["index_dir"], settings["data_path"], settings["max_upload_bytes"])
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process of `serve(workers=N)` (uvicorn's factory)."""
+    return app_from_settings(json.loads(os.environ[SETTINGS_VARIABLE]))

@@ -1,13 +1,14 @@
-"""One index and its model, searched from many request threads at once.
+"""One index and its model, answering queries from many requests at once.
 
-FastAPI runs sync endpoints in a thread pool. Decoding and the Hamming search
-are safe side by side (FAISS searches and memmap reads mutate nothing), but a
-torch module promises no thread safety, and the forward pass is most of a
-query's cost: 11 ms for one 32x32 image with the `full` preset's model on one
-core, 3.5 ms an image in a batch of 16. So the model runs on one thread of its
-own (`BatchEncoder`), on whatever queries are waiting, in one batch: with 16
-clients on 2 cores that doubled the throughput of one pass per query
-(`benchmarks/load.py`).
+The forward pass is most of a query's cost (12 ms for one 32x32 image with the
+`full` preset's model on one core, 2.5 ms an image in a batch of 32), and a torch
+module promises no thread safety. So one thread of its own (`Searcher`'s)
+answers whatever queries are waiting, as one batch: it decodes each upload,
+encodes them all in one forward pass and runs one stage-1 + stage-2 search per
+group of equal parameters (FAISS scans the codes once for the group). The
+request handlers only parse HTTP and await the answer on the event loop: run in
+a thread pool, they fought over the interpreter lock with this thread and 16
+clients got two thirds of the answers a second (docs/performance.md, Serving).
 """
 
 from __future__ import annotations
@@ -15,20 +16,23 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import defaultdict
+from collections.abc import Hashable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hashsearch import api
-from hashsearch.encoding import Encoded, encode_images
+from hashsearch.encoding import encode_images
 from hashsearch.index import HashIndex
-from hashsearch.methods.base import HashingMethod
 from hashsearch.search import two_stage_search
+from hashsearch.server.uploads import query_pixels
 
 MAX_BATCH = 32
+Answer = list[dict[str, Any]]  # JSON-ready hits, `api.hits_as_dicts`
 
 
 @dataclass(frozen=True)
@@ -41,107 +45,134 @@ class SearchParams:
     rerank: str = "cosine"
 
 
-class BatchEncoder:
-    """Encodes images on one thread, in batches of whatever requests are waiting.
+@dataclass
+class Query:
+    """One uploaded query on its way through the batcher.
 
-    Idle, a query is encoded alone, as `hashsearch search` encodes it; under load the
-    queries that queued during one pass share the next.
+    `timings_ms` receives decode (this upload), encode (the batch's forward pass),
+    stage1 and stage2 (its group's search) in milliseconds.
     """
 
-    def __init__(self, model: HashingMethod, device: str, max_batch: int = MAX_BATCH) -> None:
-        self.model, self.device, self.max_batch = model, device, max_batch
-        self._waiting: queue.SimpleQueue[tuple[np.ndarray, Future[Encoded]] | None] = (
-            queue.SimpleQueue()
-        )
+    data: bytes
+    name: str
+    params: SearchParams
+    radius_limit: int | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    answer: Future[Answer] = field(default_factory=Future)
+
+    def group(self) -> Hashable:
+        """Queries searched together: equal parameters; a radius query alone, so that
+        a radius finding too many items refuses only its own request."""
+        return self.params if self.params.radius is None else id(self)
+
+
+class Searcher:
+    """An index, its model, and the thread that answers queries against them."""
+
+    def __init__(self, index_dir: Path, max_pixels: int, max_batch: int = MAX_BATCH) -> None:
+        self.index = HashIndex.load(index_dir)
+        self.run = api.index_model(self.index, index_dir)
+        self.image_shape: tuple[int, int, int] = tuple(self.run.meta["image_shape"])
+        self.max_pixels, self.max_batch = max_pixels, max_batch
+        self._waiting: queue.SimpleQueue[Query | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
 
-    def encode(self, pixels: np.ndarray) -> Encoded:
-        """Code and feature of one (H, W, C) uint8 image, as the index's items were made."""
-        self._running()
-        done: Future[Encoded] = Future()
-        self._waiting.put((pixels, done))
-        return done.result()
+    def submit(self, query: Query) -> Future[Answer]:
+        """Queue `query`; its future gets the hits, or the error that refused it
+        (`UploadError` for a bad image, `CandidateLimit`, `HashsearchError`)."""
+        with self._starting:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, name="hashsearch-queries", daemon=True
+                )
+                self._thread.start()
+        self._waiting.put(query)
+        return query.answer
 
     def close(self) -> None:
-        """Stop the encoding thread once the queries before this call are answered; a
-        later `encode` starts it again (an app whose lifespan runs twice keeps working)."""
+        """Stop the thread once the queries before this call are answered; a later
+        `submit` starts it again (an app whose lifespan runs twice keeps working)."""
         with self._starting:
             if self._thread is not None:
                 self._waiting.put(None)
                 self._thread.join()
                 self._thread = None
 
-    def _running(self) -> None:
-        with self._starting:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._serve, name="hashsearch-encoder", daemon=True
-                )
-                self._thread.start()
-
     def _serve(self) -> None:
         while (first := self._waiting.get()) is not None:
             batch = [first]
             while len(batch) < self.max_batch and (more := self._next_waiting()) is not None:
                 batch.append(more)
-            self._encode_batch(batch)
+            self._answer(batch)
 
-    def _next_waiting(self) -> tuple[np.ndarray, Future[Encoded]] | None:
+    def _next_waiting(self) -> Query | None:
         try:
-            job = self._waiting.get_nowait()
+            query = self._waiting.get_nowait()
         except queue.Empty:
             return None
-        if job is None:  # closing: finish this batch first
+        if query is None:  # closing: answer this batch first
             self._waiting.put(None)
-        return job
+        return query
 
-    def _encode_batch(self, batch: list[tuple[np.ndarray, Future[Encoded]]]) -> None:
-        try:
-            pixels = np.stack([image for image, _ in batch])
-            encoded = encode_images(
-                self.model, pixels, np.zeros(len(batch), np.int64), device=self.device
-            )
-        except Exception as exc:  # noqa: BLE001 - the requests waiting on it report it
-            for _, done in batch:
-                done.set_exception(exc)
+    def _answer(self, batch: list[Query]) -> None:
+        """Decode each query, encode the good ones in one pass, search them by group."""
+        decoded: list[tuple[Query, np.ndarray]] = []
+        for query in batch:
+            started = time.perf_counter()
+            try:
+                pixels = query_pixels(query.data, query.name, self.image_shape, self.max_pixels)
+            except Exception as exc:  # noqa: BLE001 - the request reports its own upload's fault
+                query.answer.set_exception(exc)
+                continue
+            query.timings_ms["decode"] = (time.perf_counter() - started) * 1e3
+            decoded.append((query, pixels))
+        if not decoded:
             return
-        for row, (_, done) in enumerate(batch):
-            rows = slice(row, row + 1)
-            done.set_result(
-                Encoded(encoded.codes[rows], encoded.features[rows], encoded.labels[rows])
+        queries = [query for query, _ in decoded]
+        started = time.perf_counter()
+        try:
+            encoded = encode_images(
+                self.run.model,
+                np.stack([pixels for _, pixels in decoded]),
+                np.zeros(len(decoded), np.int64),
+                device=self.run.config.train.device,
+            )
+        except Exception as exc:  # noqa: BLE001 - every request of the batch reports it
+            _fail(queries, exc)
+            return
+        encode_ms = (time.perf_counter() - started) * 1e3
+        groups: dict[Hashable, list[int]] = defaultdict(list)
+        for row, query in enumerate(queries):
+            query.timings_ms["encode"] = encode_ms
+            groups[query.group()].append(row)
+        for rows in groups.values():
+            self._search(
+                [queries[row] for row in rows], encoded.codes[rows], encoded.features[rows]
             )
 
+    def _search(self, queries: list[Query], codes: np.ndarray, features: np.ndarray) -> None:
+        params, timings = queries[0].params, {}
+        try:
+            hits = two_stage_search(
+                self.index,
+                codes,
+                features,
+                params.top,
+                params.candidates,
+                params.radius,
+                params.rerank,
+                timings_ms=timings,
+                radius_limit=queries[0].radius_limit,
+            )
+        except Exception as exc:  # noqa: BLE001 - the group's requests report it
+            _fail(queries, exc)
+            return
+        for query, found in zip(queries, hits, strict=True):
+            query.timings_ms.update(timings)
+            query.answer.set_result(api.hits_as_dicts(self.index, found))
 
-class Searcher:
-    """Encodes query pixels with the index's own model and runs the two-stage search."""
 
-    def __init__(self, index_dir: Path) -> None:
-        self.index = HashIndex.load(index_dir)
-        self.run = api.index_model(self.index, index_dir)
-        self.image_shape: tuple[int, int, int] = tuple(self.run.meta["image_shape"])
-        self.encoder = BatchEncoder(self.run.model, self.run.config.train.device)
-
-    def search(
-        self,
-        pixels: np.ndarray,
-        params: SearchParams,
-        timings_ms: dict[str, float],
-        radius_limit: int | None = None,
-    ) -> list[dict[str, Any]]:
-        """JSON-ready hits of one query (`api.hits_as_dicts`); fills encode/stage1/stage2 ms."""
-        started = time.perf_counter()
-        query = self.encoder.encode(pixels)
-        timings_ms["encode"] = (time.perf_counter() - started) * 1e3
-        hits = two_stage_search(
-            self.index,
-            query.codes,
-            query.features,
-            params.top,
-            params.candidates,
-            params.radius,
-            params.rerank,
-            timings_ms=timings_ms,
-            radius_limit=radius_limit,
-        )
-        return api.hits_as_dicts(self.index, hits[0])
+def _fail(queries: list[Query], exc: Exception) -> None:
+    for query in queries:
+        query.answer.set_exception(exc)

@@ -6,6 +6,7 @@ Every failure a client can cause is an `HTTPException` with a one-line detail;
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import asdict
 from enum import StrEnum
@@ -20,9 +21,9 @@ from hashsearch import __version__
 from hashsearch.errors import CandidateLimit, HashsearchError
 from hashsearch.items import ImageUnavailable, ItemImages, UnknownItem
 from hashsearch.rerank import RERANKERS
+from hashsearch.server.engine import Query as SearchQuery
 from hashsearch.server.engine import Searcher, SearchParams
 from hashsearch.server.schemas import Health, Info, QueryInfo, Result, SearchResponse, Timings
-from hashsearch.server.uploads import query_pixels
 
 STATIC = Path(__file__).parent / "static"
 MAX_TOP = 100
@@ -38,12 +39,12 @@ def item_url(request: Request, item_id: str) -> str:
     return f"{request.scope.get('root_path', '')}/items/{quote(item_id, safe='')}/image"
 
 
-def router(searcher: Searcher, items: ItemImages, max_pixels: int) -> APIRouter:
+def router(searcher: Searcher, items: ItemImages) -> APIRouter:
     """All routes of one served index."""
     routes = APIRouter()
 
     @routes.post("/search", response_model=SearchResponse)
-    def search(
+    async def search(
         request: Request,
         image: Annotated[UploadFile, File(description="The query image: PNG, JPEG, GIF, ...")],
         top: Annotated[int, Query(ge=1, le=MAX_TOP, description="Results returned")] = 10,
@@ -58,12 +59,11 @@ def router(searcher: Searcher, items: ItemImages, max_pixels: int) -> APIRouter:
         """Search the index with an uploaded image: Hamming candidates, then re-ranking."""
         started = time.perf_counter()
         name = (image.filename or "the upload")[:120]
-        data = image.file.read()
-        pixels = query_pixels(data, name, searcher.image_shape, max_pixels)
-        timings = {"decode": (time.perf_counter() - started) * 1e3}
+        data = await image.read()
         params = SearchParams(top, candidates, radius, rerank.value)
-        try:
-            rows = searcher.search(pixels, params, timings, radius_limit=MAX_CANDIDATES)
+        query = SearchQuery(data, name, params, radius_limit=MAX_CANDIDATES)
+        try:  # decoding, encoding and search happen on the searcher's thread, in batches
+            rows = await asyncio.wrap_future(searcher.submit(query))
         except CandidateLimit as exc:  # a radius wide enough to cost more than one request may
             raise HTTPException(422, str(exc)) from None
         except HashsearchError as exc:  # the parameters are valid here: the index is at fault
@@ -72,7 +72,7 @@ def router(searcher: Searcher, items: ItemImages, max_pixels: int) -> APIRouter:
             Result(rank=rank, image_url=item_url(request, row["id"]), **row)
             for rank, row in enumerate(rows, 1)
         ]
-        timings["total"] = (time.perf_counter() - started) * 1e3
+        timings = query.timings_ms | {"total": (time.perf_counter() - started) * 1e3}
         return SearchResponse(
             results=results,
             timings_ms=Timings(**timings),

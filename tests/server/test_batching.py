@@ -1,0 +1,93 @@
+"""Queries answered in batches: each as if alone, bad uploads refused one by one, and the
+load benchmark against a real multi-process server."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hashsearch import api
+from hashsearch.server.engine import Query, Searcher, SearchParams
+from hashsearch.server.harness import ServerProcess
+from hashsearch.server.uploads import DEFAULT_MAX_PIXELS, UploadError
+
+PARAMS = [SearchParams(), SearchParams(top=3, candidates=20, rerank="none"), SearchParams(radius=4)]
+
+
+def outcome(query: Query) -> object:
+    """A query's hits, or (status, detail) of the error that refused it."""
+    error = query.answer.exception()
+    return query.answer.result() if error is None else (error.status_code, error.detail)
+
+
+def test_a_batch_answers_each_query_as_if_it_came_alone(served_index, query_files):
+    searcher = Searcher(served_index, DEFAULT_MAX_PIXELS)
+    batch = [
+        Query(path.read_bytes(), path.name, PARAMS[i % 3]) for i, path in enumerate(query_files[:9])
+    ]
+    batch.insert(4, Query(b"not an image", "junk.jpg", SearchParams()))
+    batch.insert(7, Query(query_files[0].read_bytes()[:300], "cut.jpg", PARAMS[1]))
+    searcher._answer(batch)  # one forward pass, one search per group of equal parameters
+    for query in batch:
+        alone = Query(query.data, query.name, query.params)
+        searcher._answer([alone])
+        assert outcome(query) == outcome(alone)
+    refused = [outcome(q) for q in batch if q.answer.exception() is not None]
+    assert [status for status, _ in refused] == [415, 422]
+    assert all(isinstance(q.answer.exception(), UploadError | type(None)) for q in batch)
+    assert batch[0].timings_ms.keys() == {"decode", "encode", "stage1", "stage2"}
+
+
+def test_a_too_wide_radius_refuses_only_its_own_query(served_index, query_files):
+    searcher = Searcher(served_index, DEFAULT_MAX_PIXELS)
+    image = query_files[0].read_bytes()  # radius 16 finds all 240 items, radius 0 fewer
+    wide = Query(image, "wide.jpg", SearchParams(radius=16), radius_limit=200)
+    narrow = Query(image, "narrow.jpg", SearchParams(radius=0), radius_limit=200)
+    plain = Query(image, "plain.jpg", SearchParams(), radius_limit=200)
+    searcher._answer([wide, narrow, plain])
+    assert "240 items, over the limit of 200" in str(wide.answer.exception())
+    assert narrow.answer.exception() is None and len(plain.answer.result()) == 10
+
+
+def load_benchmark():
+    path = Path(__file__).parents[2] / "benchmarks" / "load.py"
+    spec = importlib.util.spec_from_file_location("load_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_load_benchmark_against_two_worker_processes(
+    served_index, cifar10_slice, monkeypatch, tmp_path, capsys
+):
+    out = tmp_path / "load.json"
+    argv = [
+        "load.py", "--index", str(served_index), "--data", str(cifar10_slice), "--workers", "2",
+        "--requests", "200", "--clients", "8", "--sequential", "20", "--warmup", "10",
+        "--malformed", "40", "--query-images", "20", "--out", str(out),
+    ]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    load_benchmark().main()
+    report = json.loads(out.read_text())
+    assert report["concurrent"]["requests"] == 200 and report["concurrent"]["errors"] == 0
+    assert report["concurrent"]["server_cpu_ms_per_request"] > 0
+    assert report["malformed"]["server_errors"] == 0 and report["malformed"]["healthy_after"]
+    assert report["server_processes"] >= 3  # a supervisor and two workers, memory of all
+    assert report["goals"]["zero_errors"] and report["goals"]["zero_5xx_malformed"]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_served_answers_do_not_depend_on_the_worker_count(served_index, query_files, workers):
+    with ServerProcess(served_index, ["--no-access-log", "--workers", workers]) as server:
+        answers = [
+            httpx.post(server.url + "/search", files={"image": path.read_bytes()}).json()
+            for path in query_files[:3]
+        ]
+    expected = api.search_images(served_index, query_files[:3], 10, 100)
+    for answer, want in zip(answers, expected, strict=True):
+        assert [r["id"] for r in answer["results"]] == [r["id"] for r in want["results"]]
