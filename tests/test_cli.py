@@ -398,3 +398,18 @@ def test_evaluate_corruptions_scores_clean_as_evaluate_does(
     assert code == 0 and {
         r["queries"] for r in json.loads((tmp_path / "corruptions.json").read_text())
     } == {20}
+
+
+def test_evaluate_corruptions_on_the_validation_split_leaves_the_query_set_alone(
+    trained_run, tmp_path, capsys, monkeypatch
+):
+    options = ("--run", trained_run, "--candidates", "50", "--out", tmp_path, "--corruptions")
+    code, _, err = run_cli(capsys, monkeypatch, "evaluate", *options, "--split", "val")
+    assert code == 0, err
+    assert not (tmp_path / "corruptions.json").exists()  # the query split's records are others
+    records = json.loads((tmp_path / "corruptions-val.json").read_text())
+    splits = json.loads((trained_run / "run.json").read_text())["splits"]
+    assert {r["split"] for r in records} == {"val"}
+    assert {r["queries"] for r in records} == {splits["val"]}
+    code, _, err = run_cli(capsys, monkeypatch, "evaluate", *options, "--split", "test")
+    assert code != 0 and "unknown split 'test'" in err and len(err.strip().splitlines()) == 1

@@ -12,7 +12,7 @@ import json
 import os
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -358,13 +358,17 @@ def evaluate_corruptions(
     candidates: int = 1000,
     queries_per_class: int | None = None,
     data_path: str | None = None,
+    split: Literal["query", "val"] = "query",
 ) -> list[dict[str, Any]]:
     """`hashsearch.robustness.corruption_records` for a run: its query split (or
     `queries_per_class` of it, the same draw every time), corrupted, against its clean
-    database."""
+    database. With `split="val"` the validation images query the training images
+    instead, so that robustness settings can be chosen without the query set."""
     check_search_args(candidates, None)  # before encoding, not after
+    if split not in ("query", "val"):
+        raise HashsearchError(f"unknown split {split!r} for corrupted queries; use query or val")
     dataset, splits = load_data(run.config, data_path)
-    rows = splits.query
+    rows, base = (splits.query, splits.database) if split == "query" else (splits.val, splits.train)
     if queries_per_class is not None:
         rows = query_sample(dataset.labels, rows, queries_per_class)
     device = run.config.train.device
@@ -372,7 +376,6 @@ def evaluate_corruptions(
     def encode(images: np.ndarray, labels: np.ndarray) -> Encoded:
         return encode_images(run.model, images, labels, device=device)
 
-    base = splits.database  # the data set is loaded once, for queries and database alike
     database = encode(dataset.images[base], dataset.labels[base])
 
     found = corruption_records(
@@ -385,5 +388,10 @@ def evaluate_corruptions(
         candidates,
         seed=run.config.seed,
     )
-    about = {"method": run.meta["method"], "bits": run.model.bits, "seed": run.config.seed}
+    about = {
+        "method": run.meta["method"],
+        "bits": run.model.bits,
+        "seed": run.config.seed,
+        "split": split,
+    }
     return [{**about, "run": str(run.directory), **record} for record in found]

@@ -271,11 +271,14 @@ def serve(
         float, typer.Option(min=0.01, help="Largest upload accepted, MB.")
     ] = 10.0,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Server processes (one per core answers the most).")
+    ] = 1,
 ) -> None:
     """Serve an index over HTTP: the web page at /, the JSON API (POST /search, /docs)."""
     from hashsearch.server import serve as run_server  # FastAPI loads only for this command
 
-    run_server(index, host, port, data, threads, access_log, int(max_upload_mb * 2**20))
+    run_server(index, host, port, data, threads, access_log, int(max_upload_mb * 2**20), workers)
 
 
 @app.command()
@@ -297,13 +300,21 @@ def evaluate(
     queries_per_class: Annotated[
         int | None, typer.Option(min=1, help="With --corruptions: this many queries per class.")
     ] = None,
+    split: Annotated[
+        str,
+        typer.Option(
+            help="With --corruptions: query (test queries, database) or val (validation "
+            "queries, training images: for choosing settings)."
+        ),
+    ] = "query",
 ) -> None:
     """Evaluate stage 1 and two-stage retrieval of the query split against the database."""
     if corruptions:
         records = api.evaluate_corruptions(
-            open_run(run, device), CORRUPTIONS.names(), candidates, queries_per_class, data
+            open_run(run, device), CORRUPTIONS.names(), candidates, queries_per_class, data, split
         )
-        path = (out or run) / "corruptions.json"  # a study cell's robustness.json is another
+        name = "corruptions.json" if split == "query" else f"corruptions-{split}.json"
+        path = (out or run) / name  # a study cell's robustness.json is another
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(records, indent=1))
         ratio = severity_ratio(records, records[0]["method"])
