@@ -91,3 +91,16 @@ def test_served_answers_do_not_depend_on_the_worker_count(served_index, query_fi
     expected = api.search_images(served_index, query_files[:3], 10, 100)
     for answer, want in zip(answers, expected, strict=True):
         assert [r["id"] for r in answer["results"]] == [r["id"] for r in want["results"]]
+
+
+def test_a_failure_anywhere_in_a_batch_answers_its_requests(served_index, query_files, monkeypatch):
+    searcher = Searcher(served_index, DEFAULT_MAX_PIXELS)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("broken")
+
+    monkeypatch.setattr("hashsearch.server.engine.api.hits_as_dicts", broken)
+    query = Query(query_files[0].read_bytes(), "q.jpg", SearchParams())
+    with pytest.raises(RuntimeError, match="broken"):
+        searcher.submit(query).result(timeout=60)  # not a hang
+    searcher.close()

@@ -104,7 +104,10 @@ class Searcher:
             batch = [first]
             while len(batch) < self.max_batch and (more := self._next_waiting()) is not None:
                 batch.append(more)
-            self._answer(batch)
+            try:
+                self._answer(batch)
+            except Exception as exc:  # noqa: BLE001 - never leave a request waiting forever
+                _fail([query for query in batch if not query.answer.done()], exc)
 
     def _next_waiting(self) -> Query | None:
         try:
