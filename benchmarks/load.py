@@ -9,7 +9,8 @@ Queries are the first `--query-images` CIFAR-10 test JPEGs (32x32) of the `--dat
 archive, sent as multipart uploads (field `image`). Four phases, each printed and
 written to `--out`:
 
-1. warm-up: `--warmup` requests from one client, then the server's resident memory;
+1. warm-up: `--warmup` requests from `--clients` clients, then the server's resident
+   memory;
 2. sequential: `--sequential` requests from one client (latency of a lone query);
 3. concurrent: `--requests` requests from `--clients` clients, each with its own
    keep-alive connection, each sending its next request when its last is answered:
@@ -22,8 +23,9 @@ written to `--out`:
 The clients run on the server's machine and take CPU from it; the figures are the
 system's, load generator included. The timed phases use one asyncio client
 (aiohttp, bodies encoded once) so that the load generator takes little of the 2
-cores: the server's share is what a deployment gets. Memory is the server's whole
-process tree (every worker).
+cores: the server's share is what a deployment gets. Memory and CPU are the
+server's whole process tree (every worker, and with workers multiprocessing's
+resource tracker).
 """
 
 from __future__ import annotations
@@ -199,9 +201,16 @@ def process_tree(pid: int) -> list[int]:
     tree, pending = [], [pid]
     while pending:
         current = pending.pop()
+        try:
+            children = [
+                int(child)
+                for task in Path(f"/proc/{current}/task").iterdir()
+                for child in (task / "children").read_text().split()
+            ]
+        except FileNotFoundError:  # it ended while we looked
+            continue
         tree.append(current)
-        for task in Path(f"/proc/{current}/task").iterdir():
-            pending += [int(child) for child in (task / "children").read_text().split()]
+        pending += children
     return tree
 
 
@@ -211,9 +220,13 @@ def rss_mb(pid: int | None) -> float | None:
         return None
     total_kb = 0
     for member in process_tree(pid):
-        for line in Path(f"/proc/{member}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total_kb += int(line.split()[1])
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+        except FileNotFoundError:
+            continue
+        total_kb += sum(
+            int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")
+        )
     return round(total_kb / 1024, 1)
 
 
@@ -223,7 +236,10 @@ def cpu_seconds(pid: int | None) -> float | None:
         return None
     ticks = 0
     for member in process_tree(pid):
-        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
         ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
 
@@ -231,7 +247,8 @@ def cpu_seconds(pid: int | None) -> float | None:
 def measure(url: str, pid: int | None, images: list[bytes], args: argparse.Namespace) -> dict:
     report: dict[str, Any] = {"rss_start_mb": rss_mb(pid)}
     report["server_processes"] = None if pid is None else len(process_tree(pid))
-    timed_searches(url, search_uploads(images, args.warmup), 1)
+    # as many connections as the load will use, so that every worker process is warm
+    timed_searches(url, search_uploads(images, args.warmup), args.clients)
     report["rss_warm_mb"] = rss_mb(pid)
     report["sequential"] = latency(timed_searches(url, search_uploads(images, args.sequential), 1))
     uploads = search_uploads(images, args.requests)

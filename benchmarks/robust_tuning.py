@@ -46,11 +46,13 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
 
 
 def scored(config: RunConfig, directory: Path, split: str, per_class: int | None) -> list[dict]:
-    """Corruption records of the run in `directory` (trained first if missing), cached."""
-    cache = directory / f"tuning-{split}.json"
-    if cache.is_file():
+    """Corruption records of the run in `directory` (trained first if missing), cached
+    per split and query count; a directory holding another config is refused."""
+    run = api.finished_run(directory, config)
+    cache = directory / f"tuning-{split}-{per_class or 'all'}.json"
+    if run is not None and cache.is_file():
         return json.loads(cache.read_text())
-    run = api.finished_run(directory, config) or api.train(config, directory, progress=False)
+    run = run or api.train(config, directory, progress=False)
     records = api.evaluate_corruptions(
         run, CORRUPTIONS.names(), queries_per_class=per_class, split=split
     )

@@ -413,3 +413,5 @@ def test_evaluate_corruptions_on_the_validation_split_leaves_the_query_set_alone
     assert {r["queries"] for r in records} == {splits["val"]}
     code, _, err = run_cli(capsys, monkeypatch, "evaluate", *options, "--split", "test")
     assert code != 0 and "unknown split 'test'" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run_cli(capsys, monkeypatch, "evaluate", "--run", trained_run, "--split", "val")
+    assert code != 0 and "--split is for --corruptions" in err

@@ -309,6 +309,8 @@ def evaluate(
     ] = "query",
 ) -> None:
     """Evaluate stage 1 and two-stage retrieval of the query split against the database."""
+    if split != "query" and not corruptions:
+        raise HashsearchError("--split is for --corruptions; evaluate alone scores the query split")
     if corruptions:
         records = api.evaluate_corruptions(
             open_run(run, device), CORRUPTIONS.names(), candidates, queries_per_class, data, split

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from hashsearch import api
+from hashsearch.cli import main
 from hashsearch.server.engine import Query, Searcher, SearchParams
 from hashsearch.server.harness import ServerProcess
 from hashsearch.server.uploads import DEFAULT_MAX_PIXELS, UploadError
@@ -25,8 +26,22 @@ def outcome(query: Query) -> object:
     return query.answer.result() if error is None else (error.status_code, error.detail)
 
 
-def test_a_batch_answers_each_query_as_if_it_came_alone(served_index, query_files):
+def assert_same_answer(batched: object, alone: object) -> None:
+    """Equal errors, or the same hits with scores equal to float precision (a batch of
+    queries sums their cosines in another order)."""
+    if isinstance(alone, tuple):
+        assert batched == alone
+        return
+    strip = [{**hit, "score": None} for hit in alone]
+    assert [{**hit, "score": None} for hit in batched] == strip
+    for got, want in zip(batched, alone, strict=True):
+        assert got["score"] == pytest.approx(want["score"], abs=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_batch_answers_each_query_as_if_it_came_alone(served_index, query_files, precision):
     searcher = Searcher(served_index, DEFAULT_MAX_PIXELS)
+    searcher.run.model.encoder.precision = precision  # bf16 kernels differ by batch size
     batch = [
         Query(path.read_bytes(), path.name, PARAMS[i % 3]) for i, path in enumerate(query_files[:9])
     ]
@@ -36,7 +51,7 @@ def test_a_batch_answers_each_query_as_if_it_came_alone(served_index, query_file
     for query in batch:
         alone = Query(query.data, query.name, query.params)
         searcher._answer([alone])
-        assert outcome(query) == outcome(alone)
+        assert_same_answer(outcome(query), outcome(alone))
     refused = [outcome(q) for q in batch if q.answer.exception() is not None]
     assert [status for status, _ in refused] == [415, 422]
     assert all(isinstance(q.answer.exception(), UploadError | type(None)) for q in batch)
@@ -103,4 +118,35 @@ def test_a_failure_anywhere_in_a_batch_answers_its_requests(served_index, query_
     query = Query(query_files[0].read_bytes(), "q.jpg", SearchParams())
     with pytest.raises(RuntimeError, match="broken"):
         searcher.submit(query).result(timeout=60)  # not a hang
+    monkeypatch.undo()
+    again = Query(query_files[0].read_bytes(), "q.jpg", SearchParams())
+    assert len(searcher.submit(again).result(timeout=60)) == 10  # the thread still answers
     searcher.close()
+
+
+def test_a_request_cancelled_while_waiting_is_dropped_and_the_others_answered(
+    served_index, query_files
+):
+    searcher = Searcher(served_index, DEFAULT_MAX_PIXELS)
+    waiting = [Query(path.read_bytes(), path.name, SearchParams()) for path in query_files[:3]]
+    for query in waiting:
+        searcher._waiting.put(query)
+    searcher._waiting.put(None)
+    assert waiting[1].answer.cancel()  # its client went away before its batch
+    searcher._serve()  # this thread plays the searcher's: one batch, then the stop
+    assert waiting[1].answer.cancelled()
+    assert all(len(q.answer.result(timeout=0)) == 10 for q in (waiting[0], waiting[2]))
+
+
+def test_workers_refuse_an_index_they_cannot_load_in_one_line(served_index, tmp_path, capsys):
+    broken = tmp_path / "index"
+    broken.mkdir()
+    (broken / "CURRENT").write_text("v-missing\n")
+    with pytest.raises(SystemExit) as exit_info:
+        with pytest.MonkeyPatch.context() as patch:
+            argv = ["hashsearch", "serve", "--index", str(broken), "--workers", "2"]
+            patch.setattr(sys, "argv", argv)
+            main()  # returns at once: no worker process is started for it
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code not in (0, None) and len(err.splitlines()) == 1, err
+    assert str(broken) in " ".join(err.split())

@@ -129,3 +129,20 @@ def test_the_app_serves_again_after_its_lifespan_ended(served_index, query_files
     for _ in range(2):  # the encoder thread stops with the first lifespan, starts again
         with TestClient(app) as again:
             assert post_image(again, query_files[0]).status_code == 200
+
+
+def test_large_uploads_are_decoded_off_the_searcher_thread_alike(client, query_files, monkeypatch):
+    usual = post_image(client, query_files[0]).json()
+    monkeypatch.setattr(routes, "LARGE_UPLOAD", 0)  # every upload counts as large
+    large = post_image(client, query_files[0]).json()
+    assert large["results"] == usual["results"] and large["timings_ms"]["decode"] > 0
+    refused = client.post("/search", files={"image": ("x.jpg", b"not an image at all")})
+    assert refused.status_code == 415 and "x.jpg is not an image" in refused.json()["detail"]
+
+
+def test_more_searches_than_the_server_takes_at_once_get_a_503(client, query_files, monkeypatch):
+    monkeypatch.setattr(routes, "MAX_IN_FLIGHT", 0)
+    response = post_image(client, query_files[0])
+    assert response.status_code == 503 and "retry" in response.json()["detail"]
+    monkeypatch.setattr(routes, "MAX_IN_FLIGHT", 1)
+    assert post_image(client, query_files[0]).status_code == 200  # the count went back down

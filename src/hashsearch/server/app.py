@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -22,8 +23,9 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from hashsearch import __version__
+from hashsearch import __version__, api
 from hashsearch.errors import HashsearchError
+from hashsearch.index import HashIndex
 from hashsearch.items import ItemImages
 from hashsearch.server.engine import Searcher
 from hashsearch.server.routes import STATIC, router
@@ -124,8 +126,9 @@ def serve(
     `threads` caps torch's and FAISS's thread pools per process: the query thread and
     the event loop share the cores, and on 2 cores more threads per pass only contend
     with them. `workers` > 1 runs that many server processes on the one port, each
-    with its own model and a memory map of the same index: one process answers on
-    one core's worth of the interpreter lock at a time, however many cores there are.
+    with its own model and copy of the index (features memory-mapped): a process's
+    event loop and query thread take turns on one interpreter lock, so on 2 cores
+    one process used about one core's worth (docs/performance.md, Serving).
     """
     import uvicorn
 
@@ -136,9 +139,13 @@ def serve(
         "threads": threads,
     }
     log_settings: dict[str, Any] = {"access_log": access_log, "log_level": "info"}
-    if workers == 1:
-        uvicorn.run(app_from_settings(settings), host=host, port=port, **log_settings)
+    if workers == 1:  # workers=1 said, or uvicorn would take WEB_CONCURRENCY's count
+        app = app_from_settings(settings)
+        uvicorn.run(app, host=host, port=port, workers=1, **log_settings)
         return
+    # A worker that cannot load the index would be restarted forever: check it here
+    # first, so that a bad index is the one-line error it is with one process.
+    api.index_model(HashIndex.load(Path(index_dir)), Path(index_dir))
     os.environ[SETTINGS_VARIABLE] = json.dumps(settings)  # the worker processes inherit it
     uvicorn.run(
         f"{__name__}:app_from_environment",
@@ -162,4 +169,10 @@ def app_from_settings(settings: dict[str, Any]) -> FastAPI:
 
 def app_from_environment() -> FastAPI:
     """The app of one worker process of `serve(workers=N)` (uvicorn's factory)."""
-    return app_from_settings(json.loads(os.environ[SETTINGS_VARIABLE]))
+    from uvicorn.config import STARTUP_FAILURE
+
+    try:
+        return app_from_settings(json.loads(os.environ[SETTINGS_VARIABLE]))
+    except HashsearchError as exc:  # e.g. the index changed since `serve` checked it
+        log.error("%s", exc)
+        sys.exit(STARTUP_FAILURE)  # uvicorn's supervisor then stops instead of restarting

@@ -49,14 +49,16 @@ class SearchParams:
 class Query:
     """One uploaded query on its way through the batcher.
 
-    `timings_ms` receives decode (this upload), encode (the batch's forward pass),
-    stage1 and stage2 (its group's search) in milliseconds.
+    `timings_ms` receives decode (this upload), encode (the forward pass of its whole
+    batch), stage1 and stage2 (the search of its group of equal parameters), in
+    milliseconds; the time it waited for its batch is in none of them.
     """
 
     data: bytes
     name: str
     params: SearchParams
     radius_limit: int | None = None
+    pixels: np.ndarray | None = None  # decoded already (a large upload, off this thread)
     timings_ms: dict[str, float] = field(default_factory=dict)
     answer: Future[Answer] = field(default_factory=Future)
 
@@ -87,7 +89,7 @@ class Searcher:
                     target=self._serve, name="hashsearch-queries", daemon=True
                 )
                 self._thread.start()
-        self._waiting.put(query)
+            self._waiting.put(query)
         return query.answer
 
     def close(self) -> None:
@@ -99,15 +101,22 @@ class Searcher:
                 self._thread.join()
                 self._thread = None
 
+    def decode(self, data: bytes, name: str) -> np.ndarray:
+        """An upload as the model's input, or the `UploadError` that refuses it."""
+        return query_pixels(data, name, self.image_shape, self.max_pixels)
+
     def _serve(self) -> None:
         while (first := self._waiting.get()) is not None:
             batch = [first]
             while len(batch) < self.max_batch and (more := self._next_waiting()) is not None:
                 batch.append(more)
+            # a request cancelled while it waited is dropped; the others can no longer be
+            # cancelled, so that answering them cannot fail
+            taken = [query for query in batch if query.answer.set_running_or_notify_cancel()]
             try:
-                self._answer(batch)
+                self._answer(taken)
             except Exception as exc:  # noqa: BLE001 - never leave a request waiting forever
-                _fail([query for query in batch if not query.answer.done()], exc)
+                _fail([query for query in taken if not query.answer.done()], exc)
 
     def _next_waiting(self) -> Query | None:
         try:
@@ -122,9 +131,12 @@ class Searcher:
         """Decode each query, encode the good ones in one pass, search them by group."""
         decoded: list[tuple[Query, np.ndarray]] = []
         for query in batch:
+            if query.pixels is not None:
+                decoded.append((query, query.pixels))
+                continue
             started = time.perf_counter()
             try:
-                pixels = query_pixels(query.data, query.name, self.image_shape, self.max_pixels)
+                pixels = self.decode(query.data, query.name)
             except Exception as exc:  # noqa: BLE001 - the request reports its own upload's fault
                 query.answer.set_exception(exc)
                 continue

@@ -29,6 +29,12 @@ STATIC = Path(__file__).parent / "static"
 MAX_TOP = 100
 MAX_CANDIDATES = 10_000  # stage 2 cost grows with the candidates; bound what one request buys
 MAX_RADIUS = 256  # the longest code: every item
+# Searches waiting or being answered at once; beyond, a 503. Each holds its upload
+# (up to the upload limit) in memory until answered.
+MAX_IN_FLIGHT = 64
+# Uploads larger than this are decoded in a worker thread, not on the searcher's
+# thread, where a photo of many megapixels would hold up every other query.
+LARGE_UPLOAD = 256 * 2**10
 Rerank = StrEnum("Rerank", {name: name for name in RERANKERS.names()})  # type: ignore[misc]
 DEFAULT_RERANK = Rerank("cosine")
 
@@ -42,6 +48,18 @@ def item_url(request: Request, item_id: str) -> str:
 def router(searcher: Searcher, items: ItemImages) -> APIRouter:
     """All routes of one served index."""
     routes = APIRouter()
+    in_flight = [0]  # searches being answered; the event loop's thread alone counts them
+
+    async def read_query(image: UploadFile, params: SearchParams) -> SearchQuery:
+        """The upload as a query; a large one is decoded here, in a worker thread."""
+        name = (image.filename or "the upload")[:120]
+        data = await image.read()
+        query = SearchQuery(data, name, params, radius_limit=MAX_CANDIDATES)
+        if len(data) > LARGE_UPLOAD:
+            started = time.perf_counter()
+            query.pixels = await asyncio.to_thread(searcher.decode, data, name)
+            query.timings_ms["decode"] = (time.perf_counter() - started) * 1e3
+        return query
 
     @routes.post("/search", response_model=SearchResponse)
     async def search(
@@ -58,16 +76,22 @@ def router(searcher: Searcher, items: ItemImages) -> APIRouter:
     ) -> SearchResponse:
         """Search the index with an uploaded image: Hamming candidates, then re-ranking."""
         started = time.perf_counter()
-        name = (image.filename or "the upload")[:120]
-        data = await image.read()
-        params = SearchParams(top, candidates, radius, rerank.value)
-        query = SearchQuery(data, name, params, radius_limit=MAX_CANDIDATES)
-        try:  # decoding, encoding and search happen on the searcher's thread, in batches
+        if in_flight[0] >= MAX_IN_FLIGHT:
+            raise HTTPException(
+                503, f"the server is answering {MAX_IN_FLIGHT} searches; retry in a moment"
+            )
+        in_flight[0] += 1
+        try:
+            query = await read_query(image, SearchParams(top, candidates, radius, rerank.value))
+            # encoding and search happen on the searcher's thread, in batches
             rows = await asyncio.wrap_future(searcher.submit(query))
         except CandidateLimit as exc:  # a radius wide enough to cost more than one request may
             raise HTTPException(422, str(exc)) from None
         except HashsearchError as exc:  # the parameters are valid here: the index is at fault
             raise HTTPException(503, str(exc)) from None
+        finally:
+            in_flight[0] -= 1
+        params, name, data = query.params, query.name, query.data
         results = [
             Result(rank=rank, image_url=item_url(request, row["id"]), **row)
             for rank, row in enumerate(rows, 1)

@@ -18,7 +18,12 @@ class Result(BaseModel):
 
 
 class Timings(BaseModel):
-    """Milliseconds of each step of the request, after the upload was received."""
+    """Milliseconds of the steps of the request, after the upload was received.
+
+    Queries are answered in batches: `encode` is the forward pass of the query's whole
+    batch, `stage1` and `stage2` the search of its group of queries with equal
+    parameters; the wait for a batch shows in `total` alone.
+    """
 
     decode: float
     encode: float
