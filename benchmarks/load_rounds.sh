@@ -2,12 +2,12 @@
 # Every serving configuration of docs/performance.md (Serving) three times, one after another,
 # alone on the machine; the indexes are built by the commands there.
 set -euo pipefail
-export HASHSEARCH_CACHE=/tmp/hscache
+export HASHSEARCH_CACHE=${HASHSEARCH_CACHE:-/tmp/hscache}
 D=../shared/data/cifar10-jpg.tar.gz
 for i in 1 2 3; do
   for cfg in "/tmp/ix48 1 full-1process" "/tmp/ixfast48 1 fast-1process" "/tmp/ixfast48 2 fast-2processes" "/tmp/ixfast48-noflip 1 fast-noflip-1process" "/tmp/ixfast48-noflip 2 fast-noflip-2processes"; do
     set -- $cfg
-    .venv/bin/python benchmarks/load.py --index $1 --workers $2 --data $D --out docs/load/$3-run$i.json > /dev/null 2>&1
+    python benchmarks/load.py --index $1 --workers $2 --data $D --out docs/load/$3-run$i.json > /dev/null 2>&1
     echo "$3 run $i done"
   done
 done
