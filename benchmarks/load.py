@@ -207,7 +207,7 @@ def process_tree(pid: int) -> list[int]:
                 for task in Path(f"/proc/{current}/task").iterdir()
                 for child in (task / "children").read_text().split()
             ]
-        except FileNotFoundError:  # it ended while we looked
+        except (FileNotFoundError, ProcessLookupError):  # it ended while we looked
             continue
         tree.append(current)
         pending += children
@@ -222,7 +222,7 @@ def rss_mb(pid: int | None) -> float | None:
     for member in process_tree(pid):
         try:
             status = Path(f"/proc/{member}/status").read_text()
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
             continue
         total_kb += sum(
             int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")
@@ -238,7 +238,7 @@ def cpu_seconds(pid: int | None) -> float | None:
     for member in process_tree(pid):
         try:
             fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):
             continue
         ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")

@@ -132,13 +132,13 @@ def test_a_request_cancelled_while_waiting_is_dropped_and_the_others_answered(
     for query in waiting:
         searcher._waiting.put(query)
     searcher._waiting.put(None)
-    assert waiting[1].answer.cancel()  # its client went away before its batch
+    # cancelled before its batch (its handler task was cancelled, e.g. at shutdown)
+    assert waiting[1].answer.cancel()
     searcher._serve()  # this thread plays the searcher's: one batch, then the stop
-    assert waiting[1].answer.cancelled()
     assert all(len(q.answer.result(timeout=0)) == 10 for q in (waiting[0], waiting[2]))
 
 
-def test_workers_refuse_an_index_they_cannot_load_in_one_line(served_index, tmp_path, capsys):
+def test_workers_refuse_an_index_they_cannot_load_in_one_line(tmp_path, capsys):
     broken = tmp_path / "index"
     broken.mkdir()
     (broken / "CURRENT").write_text("v-missing\n")

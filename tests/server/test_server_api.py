@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import shutil
 import tarfile
+import threading
 from urllib.parse import quote
 
 import numpy as np
@@ -16,6 +17,7 @@ from server_helpers import cli, post_image
 from hashsearch import api
 from hashsearch.data.decode import decode_image
 from hashsearch.server import create_app, routes
+from hashsearch.server.engine import Searcher
 
 
 @pytest.mark.parametrize(
@@ -133,9 +135,19 @@ def test_the_app_serves_again_after_its_lifespan_ended(served_index, query_files
 
 def test_large_uploads_are_decoded_off_the_searcher_thread_alike(client, query_files, monkeypatch):
     usual = post_image(client, query_files[0]).json()
+    decoded_on = []
+    decode = Searcher.decode
+
+    def recording(self, data, name):
+        decoded_on.append(threading.current_thread().name)
+        return decode(self, data, name)
+
+    monkeypatch.setattr(Searcher, "decode", recording)
+    post_image(client, query_files[0])
     monkeypatch.setattr(routes, "LARGE_UPLOAD", 0)  # every upload counts as large
     large = post_image(client, query_files[0]).json()
     assert large["results"] == usual["results"] and large["timings_ms"]["decode"] > 0
+    assert decoded_on[0] == "hashsearch-queries" and decoded_on[1] != "hashsearch-queries"
     refused = client.post("/search", files={"image": ("x.jpg", b"not an image at all")})
     assert refused.status_code == 415 and "x.jpg is not an image" in refused.json()["detail"]
 
@@ -145,4 +157,7 @@ def test_more_searches_than_the_server_takes_at_once_get_a_503(client, query_fil
     response = post_image(client, query_files[0])
     assert response.status_code == 503 and "retry" in response.json()["detail"]
     monkeypatch.setattr(routes, "MAX_IN_FLIGHT", 1)
-    assert post_image(client, query_files[0]).status_code == 200  # the count went back down
+    junk = client.post("/search", files={"image": ("x.jpg", b"not an image at all")})
+    statuses = [post_image(client, query_files[0]).status_code, junk.status_code]
+    statuses += [post_image(client, query_files[0]).status_code for _ in range(2)]
+    assert statuses == [200, 415, 200, 200]  # answered or refused, a search frees its place

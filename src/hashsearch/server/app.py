@@ -173,6 +173,6 @@ def app_from_environment() -> FastAPI:
 
     try:
         return app_from_settings(json.loads(os.environ[SETTINGS_VARIABLE]))
-    except HashsearchError as exc:  # e.g. the index changed since `serve` checked it
+    except Exception as exc:  # noqa: BLE001 - e.g. the index changed since `serve` checked it
         log.error("%s", exc)
         sys.exit(STARTUP_FAILURE)  # uvicorn's supervisor then stops instead of restarting
