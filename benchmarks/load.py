@@ -214,19 +214,27 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
+def proc_texts(pid: int, name: str) -> list[str]:
+    """/proc/<member>/<name> of `pid` and each descendant still running."""
+    texts = []
+    for member in process_tree(pid):
+        try:
+            texts.append(Path(f"/proc/{member}/{name}").read_text())
+        except (FileNotFoundError, ProcessLookupError):  # it ended since the tree was read
+            continue
+    return texts
+
+
 def rss_mb(pid: int | None) -> float | None:
     """Resident memory of process `pid` and its descendants (Linux /proc), MB."""
     if pid is None:
         return None
-    total_kb = 0
-    for member in process_tree(pid):
-        try:
-            status = Path(f"/proc/{member}/status").read_text()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        total_kb += sum(
-            int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")
-        )
+    total_kb = sum(
+        int(line.split()[1])
+        for status in proc_texts(pid, "status")
+        for line in status.splitlines()
+        if line.startswith("VmRSS:")
+    )
     return round(total_kb / 1024, 1)
 
 
@@ -234,13 +242,8 @@ def cpu_seconds(pid: int | None) -> float | None:
     """User + system CPU seconds of process `pid` and its descendants so far."""
     if pid is None:
         return None
-    ticks = 0
-    for member in process_tree(pid):
-        try:
-            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    fields = [stat.rsplit(")", 1)[1].split() for stat in proc_texts(pid, "stat")]
+    ticks = sum(int(f[11]) + int(f[12]) for f in fields)  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
