@@ -3,7 +3,7 @@
     python benchmarks/load.py --index /tmp/ix48 --data ../shared/data/cifar10-jpg.tar.gz \
         --out docs/load.json
 
-Starts the server (`--workers` processes, `--threads` each, no access log) unless
+Starts the server (`--workers` search processes, `--threads` each, no access log) unless
 `--url` names a running one (then `--pid` gives its process for the memory figures).
 Queries are the first `--query-images` CIFAR-10 test JPEGs (32x32) of the `--data`
 archive, sent as multipart uploads (field `image`). Four phases, each printed and
@@ -24,8 +24,8 @@ The clients run on the server's machine and take CPU from it; the figures are th
 system's, load generator included. The timed phases use one asyncio client
 (aiohttp, bodies encoded once) so that the load generator takes little of the 2
 cores: the server's share is what a deployment gets. Memory and CPU are the
-server's whole process tree (every worker, and with workers multiprocessing's
-resource tracker).
+server's whole process tree (the HTTP process, and with `--workers` > 1 every search
+process and multiprocessing's resource tracker).
 """
 
 from __future__ import annotations
@@ -250,7 +250,7 @@ def cpu_seconds(pid: int | None) -> float | None:
 def measure(url: str, pid: int | None, images: list[bytes], args: argparse.Namespace) -> dict:
     report: dict[str, Any] = {"rss_start_mb": rss_mb(pid)}
     report["server_processes"] = None if pid is None else len(process_tree(pid))
-    # as many connections as the load will use, so that every worker process is warm
+    # as many connections as the load will use, so that every search process is warm
     timed_searches(url, search_uploads(images, args.warmup), args.clients)
     report["rss_warm_mb"] = rss_mb(pid)
     report["sequential"] = latency(timed_searches(url, search_uploads(images, args.sequential), 1))

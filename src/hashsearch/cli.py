@@ -272,7 +272,12 @@ def serve(
     ] = 10.0,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = True,
     workers: Annotated[
-        int, typer.Option(min=1, help="Server processes (one per core answers the most).")
+        int,
+        typer.Option(
+            min=1,
+            help="Search processes behind the HTTP process; 1: answer in the HTTP process "
+            "(one per core answers the most).",
+        ),
     ] = 1,
 ) -> None:
     """Serve an index over HTTP: the web page at /, the JSON API (POST /search, /docs)."""

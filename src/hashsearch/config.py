@@ -23,6 +23,7 @@ from pydantic import (
     PositiveInt,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from hashsearch.data.decode import MAX_IMAGE_SIDE
@@ -108,6 +109,20 @@ class AugmentConfig(_Strict):
     color: Annotated[float, Field(ge=0, le=0.5)] = 0.5
     zoom: Annotated[float, Field(ge=0, lt=1)] = 0.3
     rotate: Annotated[float, Field(ge=0, le=180)] = 15.0
+    # Weight of the consistency term. 0: corrupted images replace their originals in
+    # the batch and get the method's own loss. > 0: the batch keeps every clean image
+    # (the method's loss sees only them) and a corrupted copy of a `corrupt` share is
+    # added, trained only to give the code of its original (1 - cosine of h against
+    # the original's h, held fixed), so clean training is not diluted.
+    consistency: NonNegativeFloat = 0.0
+
+    @model_validator(mode="after")
+    def _copies_to_be_consistent(self) -> AugmentConfig:
+        if self.consistency > 0 and self.corrupt == 0:
+            raise ValueError(
+                "consistency > 0 needs corrupt > 0 (the share of images given a corrupted copy)"
+            )
+        return self
 
 
 class TrainConfig(_Strict):

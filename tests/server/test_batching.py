@@ -77,7 +77,7 @@ def load_benchmark():
     return module
 
 
-def test_the_load_benchmark_against_two_worker_processes(
+def test_the_load_benchmark_against_two_search_processes(
     served_index, cifar10_slice, monkeypatch, tmp_path, capsys
 ):
     out = tmp_path / "load.json"
@@ -92,7 +92,7 @@ def test_the_load_benchmark_against_two_worker_processes(
     assert report["concurrent"]["requests"] == 200 and report["concurrent"]["errors"] == 0
     assert report["concurrent"]["server_cpu_ms_per_request"] > 0
     assert report["malformed"]["server_errors"] == 0 and report["malformed"]["healthy_after"]
-    assert report["server_processes"] >= 3  # a supervisor and two workers, memory of all
+    assert report["server_processes"] >= 3  # HTTP and two search processes, memory of all
     assert report["goals"]["zero_errors"] and report["goals"]["zero_5xx_malformed"]
 
 

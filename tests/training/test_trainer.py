@@ -8,9 +8,10 @@ import torch
 
 from hashsearch import api
 from hashsearch.config import AugmentConfig, with_overrides
+from hashsearch.methods import create_method
 from hashsearch.presets import preset_config
-from hashsearch.training.augment import augment, random_translate
-from hashsearch.training.trainer import Trainer, batches
+from hashsearch.training.augment import augment, corrupted_copies, random_translate
+from hashsearch.training.trainer import Trainer, batches, code_inconsistency
 
 
 def tiny(seed=0, epochs=2):
@@ -180,3 +181,46 @@ def test_data_parallel_processes_shuffle_alike_and_augment_apart(monkeypatch):
     for bad in (65, 2):
         with pytest.raises(HashsearchError, match="equal shares of at least 2"):
             trainer.data_parallel_generator(shuffling, 0, bad)
+
+
+def test_consistency_adds_corrupted_copies_the_method_loss_never_sees():
+    """With a consistency weight the method's loss gets exactly the clean batch, and the
+    corrupted copies (a `corrupt` share) are trained only towards their originals' codes."""
+    config = with_overrides(
+        tiny(), {"train.augment.corrupt": 0.25, "train.augment.consistency": 2.0}
+    )
+    method = create_method(config, num_classes=10, image_shape=(1, 8, 8))
+    seen, losses = [], method.losses
+
+    def spying(x, targets, out):
+        seen.append((len(x), len(targets), len(out.h), len(out.feature)))
+        return losses(x, targets, out)
+
+    method.losses = spying
+    trainer = Trainer(config.train, 0)
+    optimizer, _ = trainer._optimizer(method, total_steps=10)
+    images = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
+    targets = torch.eye(10)[torch.arange(16) % 10]
+    terms = trainer.train_step(method, images, targets, torch.Generator(), optimizer)
+    assert seen == [(16, 16, 16, 16)]
+    assert set(terms) == {"cls", "sim", "rec", "consistency"}
+    assert 0 < terms["consistency"] <= 2.0 * 2  # weight x (1 - cosine), cosine >= -1
+    rows, copies = corrupted_copies(images, config.train.augment, torch.Generator())
+    assert len(rows) == len(copies) == 4 and len(set(rows.tolist())) == 4
+    assert copies.dtype == torch.uint8 and not torch.equal(copies, images[rows])
+
+
+def test_code_inconsistency_is_scale_free_and_zero_only_for_equal_directions():
+    h = torch.randn(8, 48)
+    assert float(code_inconsistency(h, h)) == pytest.approx(0, abs=1e-6)
+    assert float(code_inconsistency(3 * h, h)) == pytest.approx(0, abs=1e-6)
+    assert float(code_inconsistency(-h, h)) == pytest.approx(2)
+    assert 0 < float(code_inconsistency(h + torch.randn(8, 48), h)) < 2
+
+
+def test_consistency_without_corrupted_copies_is_refused():
+    with pytest.raises(ValueError, match="consistency > 0 needs corrupt > 0"):
+        AugmentConfig(consistency=1.0)
+    augmenting = AugmentConfig(translate=0, flip=False, corrupt=0.5, consistency=1.0)
+    images = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8)
+    assert torch.equal(augment(images, augmenting, torch.Generator()), images)  # no replacing

@@ -24,6 +24,10 @@ class EncoderOutput:
     h: torch.Tensor
     feature: torch.Tensor
 
+    def head(self, count: int) -> EncoderOutput:
+        """The output of the first `count` images of the batch."""
+        return EncoderOutput(self.h[:count], self.feature[:count])
+
 
 class HashEncoder(nn.Module):
     """Normalised float images -> EncoderOutput; `normalize` turns uint8 pixels into its input."""

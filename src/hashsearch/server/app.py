@@ -7,10 +7,7 @@ the server.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import sys
 import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -23,11 +20,11 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from hashsearch import __version__, api
+from hashsearch import __version__
 from hashsearch.errors import HashsearchError
-from hashsearch.index import HashIndex
 from hashsearch.items import ItemImages
 from hashsearch.server.engine import Searcher
+from hashsearch.server.pool import SearchPool
 from hashsearch.server.routes import STATIC, router
 from hashsearch.server.uploads import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, BodyLimit
 
@@ -40,6 +37,8 @@ def create_app(
     data_path: str | None = None,
     max_upload_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    workers: int = 1,
+    threads: int = 1,
 ) -> FastAPI:
     """An app serving the index in `index_dir`: JSON API, item images and the web page.
 
@@ -47,8 +46,15 @@ def create_app(
         data_path: where the index run's data set is now, if it moved (item images).
         max_upload_bytes: the largest request body accepted.
         max_pixels: the most pixels an uploaded image may have (decompression bombs).
+        workers: 1 answers queries on a thread of this process; more start that many
+            search processes (`hashsearch.server.pool`), stopped with the app.
+        threads: torch's and FAISS's threads in each search process.
     """
-    searcher = Searcher(Path(index_dir), max_pixels)
+    searcher = (
+        Searcher(Path(index_dir), max_pixels)
+        if workers == 1
+        else SearchPool(Path(index_dir), max_pixels, workers, threads)
+    )
     items = ItemImages(searcher.index.ids, searcher.run.config, data_path)
 
     @asynccontextmanager
@@ -108,9 +114,6 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal server error; the server log has the details"}, 500)
 
 
-SETTINGS_VARIABLE = "HASHSEARCH_SERVE_SETTINGS"  # how `serve` hands its settings to workers
-
-
 def serve(
     index_dir: Path,
     host: str = "127.0.0.1",
@@ -125,54 +128,19 @@ def serve(
 
     `threads` caps torch's and FAISS's thread pools per process: the query thread and
     the event loop share the cores, and on 2 cores more threads per pass only contend
-    with them. `workers` > 1 runs that many server processes on the one port, each
-    with its own model and copy of the index (features memory-mapped): a process's
-    event loop and query thread take turns on one interpreter lock, so on 2 cores
-    one process used about one core's worth (docs/performance.md, Serving).
+    with them. `workers` > 1 answers queries in that many search processes behind
+    this one HTTP process, each with its own model and copy of the index (features
+    memory-mapped): a process's event loop and query thread take turns on one
+    interpreter lock, so on 2 cores one process used about one core's worth
+    (docs/performance.md, Serving).
     """
-    import uvicorn
-
-    settings = {
-        "index_dir": str(index_dir),
-        "data_path": data_path,
-        "max_upload_bytes": max_upload_bytes,
-        "threads": threads,
-    }
-    log_settings: dict[str, Any] = {"access_log": access_log, "log_level": "info"}
-    if workers == 1:  # workers=1 said, or uvicorn would take WEB_CONCURRENCY's count
-        app = app_from_settings(settings)
-        uvicorn.run(app, host=host, port=port, workers=1, **log_settings)
-        return
-    # A worker that cannot load the index would be restarted forever: check it here
-    # first, so that a bad index is the one-line error it is with one process.
-    api.index_model(HashIndex.load(Path(index_dir)), Path(index_dir))
-    os.environ[SETTINGS_VARIABLE] = json.dumps(settings)  # the worker processes inherit it
-    uvicorn.run(
-        f"{__name__}:app_from_environment",
-        factory=True,
-        workers=workers,
-        host=host,
-        port=port,
-        **log_settings,
-    )
-
-
-def app_from_settings(settings: dict[str, Any]) -> FastAPI:
-    """`create_app` for `serve`'s settings, with its thread caps applied to this process."""
     import faiss
     import torch
+    import uvicorn
 
-    torch.set_num_threads(settings["threads"])
-    faiss.omp_set_num_threads(settings["threads"])
-    return create_app(settings["index_dir"], settings["data_path"], settings["max_upload_bytes"])
-
-
-def app_from_environment() -> FastAPI:
-    """The app of one worker process of `serve(workers=N)` (uvicorn's factory)."""
-    from uvicorn.config import STARTUP_FAILURE
-
-    try:
-        return app_from_settings(json.loads(os.environ[SETTINGS_VARIABLE]))
-    except Exception as exc:  # noqa: BLE001 - e.g. the index changed since `serve` checked it
-        log.error("%s", exc)
-        sys.exit(STARTUP_FAILURE)  # uvicorn's supervisor then stops instead of restarting
+    torch.set_num_threads(threads)
+    faiss.omp_set_num_threads(threads)
+    app = create_app(index_dir, data_path, max_upload_bytes, workers=workers, threads=threads)
+    log_settings: dict[str, Any] = {"access_log": access_log, "log_level": "info"}
+    # workers=1 said, or uvicorn would take WEB_CONCURRENCY's count of processes
+    uvicorn.run(app, host=host, port=port, workers=1, **log_settings)

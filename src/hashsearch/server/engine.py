@@ -112,11 +112,15 @@ class Searcher:
                 batch.append(more)
             # a request cancelled while it waited is dropped; the others can no longer be
             # cancelled, so that answering them cannot fail
-            taken = [query for query in batch if query.answer.set_running_or_notify_cancel()]
-            try:
-                self._answer(taken)
-            except Exception as exc:  # noqa: BLE001 - never leave a request waiting forever
-                _fail([query for query in taken if not query.answer.done()], exc)
+            self.answer([query for query in batch if query.answer.set_running_or_notify_cancel()])
+
+    def answer(self, batch: list[Query]) -> None:
+        """Answer a batch now, on the calling thread: every query's future gets its hits
+        or its error, whatever fails."""
+        try:
+            self._answer(batch)
+        except Exception as exc:  # noqa: BLE001 - never leave a request waiting forever
+            _fail([query for query in batch if not query.answer.done()], exc)
 
     def _next_waiting(self) -> Query | None:
         try:
@@ -167,7 +171,7 @@ class Searcher:
             )
 
     def _search(self, queries: list[Query], codes: np.ndarray, features: np.ndarray) -> None:
-        params, timings = queries[0].params, {}
+        params, timings = queries[0].params, dict[str, float]()
         try:
             hits = two_stage_search(
                 self.index,

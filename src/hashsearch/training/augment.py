@@ -85,11 +85,30 @@ def random_corruption(
     return out.clamp(0, 255).round().to(images.dtype)
 
 
+def corrupted_copies(
+    images: torch.Tensor, config: AugmentConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A corrupted copy of a `config.corrupt` share (at least one) of the images.
+
+    Returns: (rows, copies): the indices of the originals and one random corruption
+    of each, for the consistency term (`AugmentConfig.consistency`).
+    """
+    count = max(1, round(len(images) * config.corrupt))
+    rows = torch.randperm(len(images), generator=generator)[:count]
+    every = config.model_copy(update={"corrupt": 1.0})
+    return rows, random_corruption(images[rows], every, generator)
+
+
 def augment(
     images: torch.Tensor, config: AugmentConfig, generator: torch.Generator
 ) -> torch.Tensor:
-    """Args: images: (B, C, H, W) uint8 on the CPU. Returns the same shape and dtype."""
+    """Args: images: (B, C, H, W) uint8 on the CPU. Returns the same shape and dtype.
+
+    Corruption replaces originals here only without the consistency term; with it the
+    trainer adds `corrupted_copies` instead.
+    """
     pad = min(config.translate, images.shape[2] - 1, images.shape[3] - 1)
     images = random_translate(images, pad, generator)
     images = random_flip(images, generator) if config.flip else images
-    return random_corruption(images, config, generator) if config.corrupt > 0 else images
+    replacing = config.corrupt > 0 and config.consistency == 0
+    return random_corruption(images, config, generator) if replacing else images

@@ -38,7 +38,7 @@ from hashsearch.errors import HashsearchError, TrainingDiverged
 from hashsearch.evaluation import evaluate_retrieval
 from hashsearch.methods.base import HashingMethod
 from hashsearch.metrics import to_multi_hot
-from hashsearch.training.augment import augment
+from hashsearch.training.augment import augment, corrupted_copies
 
 log = logging.getLogger(__name__)
 
@@ -264,13 +264,22 @@ class Trainer:
         BF16 this almost doubles convolution throughput (docs/recipe.md).
         """
         cfg = self.config
-        images = augment(images, cfg.augment, generator).to(self.device)
+        images = augment(images, cfg.augment, generator)
+        count, consistent = len(images), cfg.augment.consistency > 0
+        if consistent:
+            rows, copies = corrupted_copies(images, cfg.augment, generator)
+            images = torch.cat([images, copies])
         device_type = torch.device(self.device).type
         with torch.autocast(device_type, torch.bfloat16, enabled=cfg.precision == "bf16"):
-            x = method.normalize(images)
+            x = method.normalize(images.to(self.device))
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            terms = method.losses(x, targets.to(self.device), method(x))
+            out = method(x)
+            terms = method.losses(x[:count], targets.to(self.device), out.head(count))
+            if consistent:
+                terms["consistency"] = cfg.augment.consistency * code_inconsistency(
+                    out.h[count:], out.h[rows.to(self.device)].detach()
+                )
         optimizer.zero_grad(set_to_none=True)
         sum(terms.values()).backward()
         average_gradients(method.parameters())
@@ -294,11 +303,18 @@ class Trainer:
         truth = torch.from_numpy(to_multi_hot(data.val_labels, data.num_classes))
         hits = 0.0
         for out, rows in forward_batches(method, data.val_images, device=self.device):
-            logits = method.class_logits(out)
+            with torch.inference_mode():
+                logits = method.class_logits(out)
             if logits is None:
                 return None
             hits += float(truth[rows].gather(1, logits.argmax(dim=1, keepdim=True).cpu()).sum())
         return hits / max(1, len(data.val_images))
+
+
+def code_inconsistency(copies: torch.Tensor, originals: torch.Tensor) -> torch.Tensor:
+    """Mean 1 - cosine between the real-valued codes of corrupted copies and of their
+    originals: scale-free, so it means the same for every method's h."""
+    return (1 - torch.nn.functional.cosine_similarity(copies.float(), originals.float())).mean()
 
 
 def _split_norm_parameters(
