@@ -175,7 +175,10 @@ def _next_batch(connection: Connection, size: int) -> list[tuple[int, Query]] | 
     """The queries the pipe holds, waiting for the first (up to `size`); None: stop."""
     batch: list[tuple[int, Query]] = []
     while len(batch) < size and (not batch or connection.poll(0)):
-        request = connection.recv()
+        try:
+            request = connection.recv()
+        except EOFError:  # the HTTP process is gone (killed): nobody to answer
+            return None
         if request is None:
             return None  # the HTTP process waits for no answer any more
         number, data, name, params, radius_limit, pixels = request
