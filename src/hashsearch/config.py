@@ -113,7 +113,9 @@ class AugmentConfig(_Strict):
     # the batch and get the method's own loss. > 0: the batch keeps every clean image
     # (the method's loss sees only them) and a corrupted copy of a `corrupt` share is
     # added, trained only to give the code of its original (1 - cosine of h against
-    # the original's h, held fixed), so clean training is not diluted.
+    # the original's h, held fixed). The copies share the forward pass, so BatchNorm
+    # statistics mix clean and corrupted images. On the budget preset it did worse
+    # than plain corruption on both counts (docs/robustness.md).
     consistency: NonNegativeFloat = 0.0
 
     @model_validator(mode="after")

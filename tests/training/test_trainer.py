@@ -187,13 +187,18 @@ def test_consistency_adds_corrupted_copies_the_method_loss_never_sees():
     """With a consistency weight the method's loss gets exactly the clean batch, and the
     corrupted copies (a `corrupt` share) are trained only towards their originals' codes."""
     config = with_overrides(
-        tiny(), {"train.augment.corrupt": 0.25, "train.augment.consistency": 2.0}
+        tiny(),
+        {
+            "train.augment": {"translate": 0, "flip": False, "corrupt": 0.25},
+            "train.augment.consistency": 2.0,
+        },
     )
     method = create_method(config, num_classes=10, image_shape=(1, 8, 8))
-    seen, losses = [], method.losses
+    seen, inputs, losses = [], [], method.losses
 
     def spying(x, targets, out):
         seen.append((len(x), len(targets), len(out.h), len(out.feature)))
+        inputs.append(x.detach().float())
         return losses(x, targets, out)
 
     method.losses = spying
@@ -203,6 +208,7 @@ def test_consistency_adds_corrupted_copies_the_method_loss_never_sees():
     targets = torch.eye(10)[torch.arange(16) % 10]
     terms = trainer.train_step(method, images, targets, torch.Generator(), optimizer)
     assert seen == [(16, 16, 16, 16)]
+    assert torch.equal(inputs[0], method.normalize(images).float())  # the clean batch, whole
     assert set(terms) == {"cls", "sim", "rec", "consistency"}
     assert 0 < terms["consistency"] <= 2.0 * 2  # weight x (1 - cosine), cosine >= -1
     rows, copies = corrupted_copies(images, config.train.augment, torch.Generator())

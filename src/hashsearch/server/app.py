@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from hashsearch import __version__
 from hashsearch.errors import HashsearchError
 from hashsearch.items import ItemImages
-from hashsearch.server.engine import Searcher
+from hashsearch.server.engine import Searcher, ServedIndex
 from hashsearch.server.pool import SearchPool
 from hashsearch.server.routes import STATIC, router
 from hashsearch.server.uploads import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, BodyLimit
@@ -47,10 +47,11 @@ def create_app(
         max_upload_bytes: the largest request body accepted.
         max_pixels: the most pixels an uploaded image may have (decompression bombs).
         workers: 1 answers queries on a thread of this process; more start that many
-            search processes (`hashsearch.server.pool`), stopped with the app.
-        threads: torch's and FAISS's threads in each search process.
+            search processes (`hashsearch.server.pool`) with the app, stopped with it.
+        threads: torch's and FAISS's threads in each search process (this process's
+            are the caller's business: `serve` sets them).
     """
-    searcher = (
+    searcher: ServedIndex = (
         Searcher(Path(index_dir), max_pixels)
         if workers == 1
         else SearchPool(Path(index_dir), max_pixels, workers, threads)
@@ -60,6 +61,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         threading.Thread(target=_load_images, args=(items,), daemon=True).start()
+        searcher.start()
         yield
         searcher.close()
 

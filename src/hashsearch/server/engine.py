@@ -16,6 +16,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Hashable
 from concurrent.futures import Future
@@ -68,29 +69,72 @@ class Query:
         return self.params if self.params.radius is None else id(self)
 
 
-class Searcher:
-    """An index, its model, and the thread that answers queries against them."""
+class ServedIndex(ABC):
+    """An index and the model its items were encoded with, as the HTTP side needs them
+    (/info, item images, decoding large uploads); a bad index fails here, at once.
 
-    def __init__(self, index_dir: Path, max_pixels: int, max_batch: int = MAX_BATCH) -> None:
+    Subclasses say how queries are answered: `Searcher` on a thread of this process,
+    `hashsearch.server.pool.SearchPool` in search processes.
+    """
+
+    def __init__(self, index_dir: Path, max_pixels: int) -> None:
+        self.index_dir = index_dir
         self.index = HashIndex.load(index_dir)
         self.run = api.index_model(self.index, index_dir)
         self.image_shape: tuple[int, int, int] = tuple(self.run.meta["image_shape"])
-        self.max_pixels, self.max_batch = max_pixels, max_batch
+        self.max_pixels = max_pixels
+
+    def decode(self, data: bytes, name: str) -> np.ndarray:
+        """An upload as the model's input, or the `UploadError` that refuses it."""
+        return query_pixels(data, name, self.image_shape, self.max_pixels)
+
+    def problem(self) -> str | None:
+        """Why queries cannot be answered now, if they cannot (GET /health says it)."""
+        return None
+
+    @abstractmethod
+    def start(self) -> None:
+        """Get ready to answer (the app's startup); `submit` calls it too."""
+
+    @abstractmethod
+    def submit(self, query: Query) -> Future[Answer]:
+        """Queue `query`; its future gets the hits, or the error that refused it
+        (`UploadError` for a bad image, `CandidateLimit`, `HashsearchError`)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop once the queries submitted before are answered; `start` again works."""
+
+
+class Searcher(ServedIndex):
+    """An index, its model, and the thread that answers queries against them."""
+
+    def __init__(self, index_dir: Path, max_pixels: int, max_batch: int = MAX_BATCH) -> None:
+        super().__init__(index_dir, max_pixels)
+        self.max_batch = max_batch
         self._waiting: queue.SimpleQueue[Query | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
 
+    def start(self) -> None:
+        """Start the thread, unless it runs (`submit` starts it too)."""
+        with self._starting:
+            self._start_thread()
+
     def submit(self, query: Query) -> Future[Answer]:
         """Queue `query`; its future gets the hits, or the error that refused it
         (`UploadError` for a bad image, `CandidateLimit`, `HashsearchError`)."""
-        with self._starting:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._serve, name="hashsearch-queries", daemon=True
-                )
-                self._thread.start()
+        with self._starting:  # not between a `close`'s stop and its join
+            self._start_thread()
             self._waiting.put(query)
         return query.answer
+
+    def _start_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._serve, name="hashsearch-queries", daemon=True
+            )
+            self._thread.start()
 
     def close(self) -> None:
         """Stop the thread once the queries before this call are answered; a later
@@ -100,10 +144,6 @@ class Searcher:
                 self._waiting.put(None)
                 self._thread.join()
                 self._thread = None
-
-    def decode(self, data: bytes, name: str) -> np.ndarray:
-        """An upload as the model's input, or the `UploadError` that refuses it."""
-        return query_pixels(data, name, self.image_shape, self.max_pixels)
 
     def _serve(self) -> None:
         while (first := self._waiting.get()) is not None:
@@ -116,7 +156,8 @@ class Searcher:
 
     def answer(self, batch: list[Query]) -> None:
         """Answer a batch now, on the calling thread: every query's future gets its hits
-        or its error, whatever fails."""
+        or its error, whatever fails. The futures must not be cancelled (`_serve` drops
+        those first)."""
         try:
             self._answer(batch)
         except Exception as exc:  # noqa: BLE001 - never leave a request waiting forever
@@ -171,7 +212,8 @@ class Searcher:
             )
 
     def _search(self, queries: list[Query], codes: np.ndarray, features: np.ndarray) -> None:
-        params, timings = queries[0].params, dict[str, float]()
+        params = queries[0].params
+        timings: dict[str, float] = {}
         try:
             hits = two_stage_search(
                 self.index,

@@ -1,163 +1,247 @@
-"""Searchers in worker processes behind the one HTTP process, each query to the least busy.
+"""Search processes behind the one HTTP process, each query to the least busy.
 
 Why not uvicorn's worker processes: they share the port, and the kernel gives each
-keep-alive connection to whichever process accepts first, so 16 clients' connections
-went 16/0 or 13/3 between two processes and one core idled (docs/performance.md,
-Serving). Here one process speaks HTTP and every query goes, over a pipe, to the
-search process with the fewest queries in hand; each runs a `Searcher`, which
-batches what waits for it as it does in one process.
+keep-alive connection to whichever process accepts first, where it stays; counted
+during load runs, 16 clients' connections sat 16/0 or 13/3 on two processes, and
+the run was as fast as its split was even (docs/performance.md, Serving). Here one
+process speaks HTTP and every query goes, over a pipe, to the search process with
+the fewest queries in hand. A search process takes whatever queries wait in its
+pipe as one batch (`Searcher.answer`: one forward pass) and sends the batch's
+answers back as one message.
+
+Each search process has a sender thread here, so that the event loop never blocks
+on a full pipe, and a reader thread that hands answers to the waiting requests; if
+a process dies, its reader fails the queries it held (503) and GET /health says so.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import multiprocessing
 import pickle
+import queue
 import signal
 import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
+
+import numpy as np
+from starlette.exceptions import HTTPException
 
 from hashsearch.errors import HashsearchError
-from hashsearch.server.engine import Answer, Query, Searcher
+from hashsearch.server.engine import Answer, Query, Searcher, SearchParams, ServedIndex
 
+log = logging.getLogger(__name__)
 START_SECONDS = 120  # a search process loads torch, the index and the model in this time
 
 
+class _Request(NamedTuple):
+    """A query as it crosses the pipe (its future stays in the HTTP process)."""
+
+    number: int
+    data: bytes  # empty when the HTTP process decoded it already (`pixels`)
+    name: str
+    params: SearchParams
+    radius_limit: int | None
+    pixels: np.ndarray | None
+
+
+class _Reply(NamedTuple):
+    number: int
+    timings_ms: dict[str, float]
+    rows: Answer | None
+    error: BaseException | None
+
+
 @dataclass
-class _Worker:
+class _Process:
     """One search process as the HTTP process sees it."""
 
     number: int
-    process: Any  # multiprocessing's Process of the spawn context
+    process: BaseProcess
     connection: Connection
-    busy: int = 0  # queries sent, not yet answered
-    answered: int = 0
+    outbox: queue.SimpleQueue[_Request | None] = field(default_factory=queue.SimpleQueue)
+    pending: dict[int, Query] = field(default_factory=dict)  # sent, not yet answered
     alive: bool = True
-    pending: dict[int, Query] = field(default_factory=dict)
+    closing: bool = False
+    threads: list[threading.Thread] = field(default_factory=list)
 
 
-class SearchPool(Searcher):
-    """A `Searcher` whose queries are answered by `processes` search processes.
+class SearchPool(ServedIndex):
+    """Queries answered by `processes` search processes, each running a `Searcher`.
 
-    It loads the index and model here too (for /info, item images and decoding large
-    uploads; a bad index fails here, before any process starts), but never encodes.
+    The index and model are loaded here too (for /info, item images and decoding
+    large uploads; a bad index fails here, before any process starts), but this
+    process never encodes. `start` starts the processes (`submit` does if needed),
+    `close` stops them; a later `start` starts new ones.
     """
 
     def __init__(self, index_dir: Path, max_pixels: int, processes: int, threads: int) -> None:
         super().__init__(index_dir, max_pixels)
-        context = multiprocessing.get_context("spawn")  # no fork of a process with threads
+        if processes < 1:
+            raise HashsearchError(f"workers must be at least 1, not {processes}")
+        self.processes, self.threads = processes, threads
         self._lock = threading.Lock()
         self._numbers = itertools.count()
-        self._workers: list[_Worker] = []
-        try:
-            for number in range(processes):
-                ours, theirs = context.Pipe()
-                process = context.Process(
-                    target=_search_process,
-                    args=(theirs, str(index_dir), max_pixels, threads),
-                    name=f"hashsearch-search-{number}",
-                    daemon=True,
-                )
-                process.start()
-                theirs.close()
-                self._workers.append(_Worker(number, process, ours))
-            for worker in self._workers:
-                _await_ready(worker)
-        except BaseException:
-            self.close()
-            raise
-        for worker in self._workers:
-            threading.Thread(
-                target=self._read_answers, args=(worker,), name="hashsearch-answers", daemon=True
-            ).start()
+        self._running: list[_Process] = []
+
+    def start(self) -> None:
+        """Start the search processes and wait until each has loaded the model."""
+        with self._lock:
+            if self._running:
+                return
+            context = multiprocessing.get_context("spawn")  # no fork of a threaded process
+            started: list[_Process] = []
+            try:
+                for number in range(self.processes):
+                    ours, theirs = context.Pipe()
+                    process = context.Process(
+                        target=_search_process,
+                        args=(theirs, str(self.index_dir), self.max_pixels, self.threads),
+                        name=f"hashsearch-search-{number}",
+                        daemon=True,
+                    )
+                    process.start()
+                    theirs.close()
+                    started.append(_Process(number, process, ours))
+                for member in started:
+                    _await_ready(member)
+            except BaseException:
+                _stop(started)
+                raise
+            for member in started:
+                for target, role in ((self._send, "requests"), (self._receive, "answers")):
+                    thread = threading.Thread(
+                        target=target, args=(member,), name=f"hashsearch-{role}", daemon=True
+                    )
+                    thread.start()
+                    member.threads.append(thread)
+            self._running = started
 
     def submit(self, query: Query) -> Future[Answer]:
-        """Send `query` to the least busy live search process; its future as in `Searcher`."""
+        """Hand `query` to the least busy live search process; its future as in `Searcher`."""
+        self.start()
         with self._lock:
-            live = [worker for worker in self._workers if worker.alive]
+            live = [member for member in self._running if member.alive]
             if not live:
                 query.answer.set_exception(_stopped("every search process"))
                 return query.answer
-            worker = min(live, key=lambda w: w.busy)
+            member = min(live, key=lambda m: len(m.pending))
             number = next(self._numbers)
-            worker.pending[number] = query
-            worker.busy += 1
-            request = (number, query.data, query.name, query.params, query.radius_limit)
-            try:
-                worker.connection.send((*request, query.pixels))
-            except (OSError, ValueError):  # the process is gone; its reader fails the rest
-                worker.pending.pop(number)
-                worker.busy -= 1
-                query.answer.set_exception(_stopped(f"search process {worker.number}"))
+            member.pending[number] = query
+            data = b"" if query.pixels is not None else query.data
+            member.outbox.put(
+                _Request(number, data, query.name, query.params, query.radius_limit, query.pixels)
+            )
         return query.answer
 
-    def close(self) -> None:
-        """Stop the search processes once they have answered what they hold."""
-        for worker in self._workers:
-            try:
-                worker.connection.send(None)
-            except (OSError, ValueError):
-                pass
-        for worker in self._workers:
-            worker.process.join(timeout=30)
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join()
-            worker.connection.close()
+    def problem(self) -> str | None:
+        with self._lock:
+            if self._running and not any(member.alive for member in self._running):
+                return str(_stopped("every search process"))
+        return None
 
-    def _read_answers(self, worker: _Worker) -> None:
-        """Hand each answer from `worker` to its query; fail them all if it stops."""
+    def close(self) -> None:
+        """Stop the search processes once they have answered what they were sent."""
+        with self._lock:
+            running, self._running = self._running, []
+            for member in running:
+                member.closing = True
+                member.outbox.put(None)  # after every request before it
+        _stop(running)
+
+    def _send(self, member: _Process) -> None:
+        """Write `member`'s requests to its pipe, in order, until the stop (None)."""
+        while True:
+            request = member.outbox.get()
+            try:
+                member.connection.send(request)
+            except OSError:  # the process is gone: its reader fails what it held
+                return
+            if request is None:
+                return
+
+    def _receive(self, member: _Process) -> None:
+        """Hand each batch of answers from `member` to its queries; when the process
+        stops, fail the queries it still held."""
         while True:
             try:
-                answers = worker.connection.recv()  # one message a batch
+                replies: list[_Reply] = member.connection.recv()
             except (EOFError, OSError):
                 break
+            except Exception:  # noqa: BLE001 - an answer that does not unpickle
+                log.exception("search process %d sent an unreadable answer", member.number)
+                member.process.kill()
+                break
             with self._lock:
-                queries = [worker.pending.pop(number) for number, *_ in answers]
-                worker.busy -= len(answers)
-                worker.answered += len(answers)
-            for query, (_, timings, rows, error) in zip(queries, answers, strict=True):
-                query.timings_ms.update(timings)
+                queries = [member.pending.pop(reply.number) for reply in replies]
+            for query, reply in zip(queries, replies, strict=True):
+                query.timings_ms.update(reply.timings_ms)
                 if not query.answer.set_running_or_notify_cancel():
                     continue  # the client left
-                if error is None:
-                    query.answer.set_result(rows)
+                if reply.error is None:
+                    query.answer.set_result(reply.rows or [])
                 else:
-                    query.answer.set_exception(error)
+                    query.answer.set_exception(reply.error)
         with self._lock:
-            worker.alive = False
-            orphans, worker.pending = list(worker.pending.values()), {}
+            member.alive = False
+            orphans, member.pending = list(member.pending.values()), {}
+        if not member.closing:
+            member.process.join(timeout=5)
+            log.error(
+                "search process %d stopped (exit code %s); %d queries failed; the others answer",
+                member.number,
+                member.process.exitcode,
+                len(orphans),
+            )
         for query in orphans:
             if query.answer.set_running_or_notify_cancel():
-                query.answer.set_exception(_stopped(f"search process {worker.number}"))
+                query.answer.set_exception(_stopped(f"search process {member.number}"))
 
 
 def _stopped(what: str) -> HashsearchError:
     return HashsearchError(f"{what} of the server stopped; restart `hashsearch serve`")
 
 
-def _await_ready(worker: _Worker) -> None:
-    """Wait for a search process's first word: ready, or why it could not start."""
-    if not worker.connection.poll(START_SECONDS):
-        raise HashsearchError(f"search process {worker.number} did not start in {START_SECONDS} s")
+def _stop(members: list[_Process]) -> None:
+    """Wait for `members` to exit (killing one that hangs), then for their threads."""
+    for member in members:
+        member.process.join(timeout=30)
+        if member.process.is_alive():
+            member.process.kill()
+            member.process.join()
+        for thread in member.threads:
+            thread.join()
+        member.connection.close()
+
+
+def _await_ready(member: _Process) -> None:
+    """Wait for a search process's first word: ready (None), or why it could not start."""
+    if not member.connection.poll(START_SECONDS):
+        raise HashsearchError(f"search process {member.number} did not start in {START_SECONDS} s")
     try:
-        problem = worker.connection.recv()
+        problem = member.connection.recv()
     except EOFError:
-        problem = f"exited with code {worker.process.exitcode}"
+        member.process.join(timeout=5)
+        problem = f"it exited with code {member.process.exitcode}"
     if problem is not None:
-        raise HashsearchError(f"search process {worker.number} could not start: {problem}")
+        raise HashsearchError(f"search process {member.number} could not start: {problem}")
 
 
 def _search_process(connection: Connection, index_dir: str, max_pixels: int, threads: int) -> None:
-    """A search process: answer the queries the pipe brings until it brings None."""
+    """A search process: answer what the pipe brings, batch by batch, until the stop."""
     import faiss
     import torch
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the HTTP process, which stops us
+    # Ctrl-C or a SIGTERM to the process group stops the HTTP process, which stops
+    # this one by its pipe once the requests in flight are answered.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
     try:
@@ -166,33 +250,53 @@ def _search_process(connection: Connection, index_dir: str, max_pixels: int, thr
         connection.send(str(exc))
         return
     connection.send(None)
-    while (batch := _next_batch(connection, searcher.max_batch)) is not None:
-        searcher.answer([query for _, query in batch])
-        connection.send([_reply(number, query) for number, query in batch])
+    stopping = False
+    while not stopping:
+        batch, stopping = _next_batch(connection, searcher.max_batch)
+        if batch:
+            searcher.answer([query for _, query in batch])
+            try:
+                connection.send([_reply(number, query) for number, query in batch])
+            except OSError:  # the HTTP process is gone
+                return
 
 
-def _next_batch(connection: Connection, size: int) -> list[tuple[int, Query]] | None:
-    """The queries the pipe holds, waiting for the first (up to `size`); None: stop."""
+def _next_batch(connection: Connection, size: int) -> tuple[list[tuple[int, Query]], bool]:
+    """The requests waiting in the pipe (blocking for the first), up to `size`, and
+    whether the stop came (None, or the HTTP process gone) after them."""
     batch: list[tuple[int, Query]] = []
     while len(batch) < size and (not batch or connection.poll(0)):
         try:
-            request = connection.recv()
-        except EOFError:  # the HTTP process is gone (killed): nobody to answer
-            return None
+            request: _Request | None = connection.recv()
+        except (EOFError, OSError):
+            return batch, True
         if request is None:
-            return None  # the HTTP process waits for no answer any more
-        number, data, name, params, radius_limit, pixels = request
-        batch.append((number, Query(data, name, params, radius_limit=radius_limit, pixels=pixels)))
-    return batch
+            return batch, True
+        query = Query(
+            request.data,
+            request.name,
+            request.params,
+            radius_limit=request.radius_limit,
+            pixels=request.pixels,
+        )
+        batch.append((request.number, query))
+    return batch, False
 
 
-def _reply(number: int, query: Query) -> tuple[int, dict[str, float], Answer | None, Any]:
-    """An answered query as the HTTP process takes it back; an error that would not
-    pickle goes back as its text."""
+def _reply(number: int, query: Query) -> _Reply:
+    """An answered query as the HTTP process takes it back.
+
+    A client's fault (`HTTPException`, `HashsearchError`) goes back as itself; any
+    other error is logged here with its traceback and goes back as itself if it
+    survives pickling, else as a RuntimeError with its text (a 500 either way).
+    """
     error = query.answer.exception()
-    if error is not None:
-        try:
-            pickle.dumps(error)
-        except Exception:  # noqa: BLE001 - any exception type may come out of a search
-            error = HashsearchError(str(error))
-    return number, query.timings_ms, None if error else query.answer.result(), error
+    if error is None:
+        return _Reply(number, query.timings_ms, query.answer.result(), None)
+    if not isinstance(error, HTTPException | HashsearchError):
+        log.error("search failed", exc_info=error)
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:  # noqa: BLE001 - any exception type may come out of a search
+        error = RuntimeError(f"{type(error).__name__}: {error}")
+    return _Reply(number, query.timings_ms, None, error)

@@ -22,7 +22,7 @@ from hashsearch.errors import CandidateLimit, HashsearchError
 from hashsearch.items import ImageUnavailable, ItemImages, UnknownItem
 from hashsearch.rerank import RERANKERS
 from hashsearch.server.engine import Query as SearchQuery
-from hashsearch.server.engine import Searcher, SearchParams
+from hashsearch.server.engine import SearchParams, ServedIndex
 from hashsearch.server.schemas import Health, Info, QueryInfo, Result, SearchResponse, Timings
 
 STATIC = Path(__file__).parent / "static"
@@ -45,7 +45,7 @@ def item_url(request: Request, item_id: str) -> str:
     return f"{request.scope.get('root_path', '')}/items/{quote(item_id, safe='')}/image"
 
 
-def router(searcher: Searcher, items: ItemImages) -> APIRouter:
+def router(searcher: ServedIndex, items: ItemImages) -> APIRouter:
     """All routes of one served index."""
     routes = APIRouter()
     in_flight = [0]  # searches being answered; the event loop's thread alone counts them
@@ -122,6 +122,9 @@ def router(searcher: Searcher, items: ItemImages) -> APIRouter:
 
     @routes.get("/health", response_model=Health)
     def health() -> Health:
+        problem = searcher.problem()
+        if problem is not None:
+            raise HTTPException(503, problem)
         return Health(status="ok", count=len(searcher.index))
 
     @routes.get("/info", response_model=Info)
