@@ -14,8 +14,9 @@ written to `--out`:
 2. sequential: `--sequential` requests from one client (latency of a lone query);
 3. concurrent: `--requests` requests from `--clients` clients, each with its own
    keep-alive connection, each sending its next request when its last is answered:
-   throughput, latency p50/p99, non-200 answers, memory after, and the CPU seconds
-   per request of the server and of the clients;
+   throughput, latency p50/p99, non-200 answers, memory after, the CPU seconds
+   per request of the server and of the clients, and how many of the connections
+   each server process held a second in;
 4. malformed: `--malformed` fuzzed requests (damaged and foreign files, bad
    parameters, no image, an 11 MB body; seeded) from the same number of clients:
    5xx count, then GET /health.
@@ -36,6 +37,7 @@ import io
 import json
 import os
 import tarfile
+import threading
 import time
 import zlib
 from collections import Counter
@@ -43,6 +45,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import fastapi
@@ -225,6 +228,26 @@ def proc_texts(pid: int, name: str) -> list[str]:
     return texts
 
 
+def connections_per_process(pid: int, port: int) -> list[int]:
+    """Established TCP connections on the server's `port` held by each process of
+    `pid`'s tree, most first (Linux /proc): how the clients were shared out."""
+    ours = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port, state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]
+            if local_port == port and state == "01":  # ESTABLISHED, the server's end
+                ours.add(f"socket:[{inode}]")
+    counts = []
+    for member in process_tree(pid):
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{member}/fd").iterdir()]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        counts.append(sum(link in ours for link in links))
+    return sorted(counts, reverse=True)
+
+
 def rss_mb(pid: int | None) -> float | None:
     """Resident memory of process `pid` and its descendants (Linux /proc), MB."""
     if pid is None:
@@ -256,6 +279,11 @@ def measure(url: str, pid: int | None, images: list[bytes], args: argparse.Names
     report["sequential"] = latency(timed_searches(url, search_uploads(images, args.sequential), 1))
     uploads = search_uploads(images, args.requests)
     server_cpu, client_cpu = cpu_seconds(pid), time.process_time()
+    split: list[int] = []
+    if pid is not None:  # counted once the clients are connected, a second into the load
+        port = urlsplit(url).port or 80
+        sampler = threading.Timer(1.0, lambda: split.extend(connections_per_process(pid, port)))
+        sampler.start()
     started = time.perf_counter()
     outcomes = timed_searches(url, uploads, args.clients)
     report["concurrent"] = latency(outcomes, time.perf_counter() - started)
@@ -266,6 +294,8 @@ def measure(url: str, pid: int | None, images: list[bytes], args: argparse.Names
     if server_cpu is not None:
         spent = cpu_seconds(pid) - server_cpu
         report["concurrent"]["server_cpu_ms_per_request"] = round(spent / len(uploads) * 1e3, 3)
+        sampler.join()
+        report["concurrent"]["connections_per_process"] = split
     report["rss_after_load_mb"] = rss_mb(pid)
     statuses = [
         s for s, _ in send_all(url, malformed_requests(images, args.malformed), args.clients)

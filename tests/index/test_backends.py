@@ -155,3 +155,28 @@ def test_an_empty_ivf_index_is_refused_in_one_line():
     empty = Encoded(np.zeros((0, 2), np.uint8), np.zeros((0, 8), np.float32), np.zeros(0, int))
     with pytest.raises(HashsearchError, match="ivf index needs items"):
         HashIndex.build(empty, [], {}, features="float32", backend=Backend("ivf"))
+
+
+@pytest.mark.parametrize("code_bytes", [2, 6, 8, 12])
+def test_flat_store_answers_like_brute_force_whatever_its_padding(code_bytes):
+    """The flat store hands FAISS codes padded to whole 64-bit words; distances, order
+    (ties in item order) and radius answers are those of the unpadded codes."""
+    from hashsearch.index.backends import LocalStore
+
+    rng = np.random.default_rng(code_bytes)
+    codes = rng.integers(0, 256, (500, code_bytes), dtype=np.uint8)
+    queries = rng.integers(0, 256, (7, code_bytes), dtype=np.uint8)
+    store = LocalStore.build("flat", codes, np.zeros((500, 4), np.float32))
+    assert store.bits == code_bytes * 8 and store.index.code_size % 8 == 0
+    hamming = np.unpackbits(queries[:, None, :] ^ codes[None, :, :], axis=2).sum(axis=2)
+    distances, rows = store.search(queries, 50)
+    expected = np.argsort(hamming, axis=1, kind="stable")[:, :50]
+    assert np.array_equal(rows, expected)
+    assert np.array_equal(distances, np.take_along_axis(hamming, expected, axis=1))
+    radius = int(np.median(hamming))
+    lims, found_distances, found = store.range_search(queries, radius)
+    for q in range(len(queries)):
+        within = np.flatnonzero(hamming[q] < radius)
+        assert sorted(found[lims[q] : lims[q + 1]].tolist()) == within.tolist()
+    store.add(codes[:3], np.zeros((3, 4), np.float32))  # added items are padded alike
+    assert np.array_equal(store.search(codes[:1], 1)[0], [[0]])

@@ -67,7 +67,7 @@ def faiss_binary_index(kind: str, bits: int, count: int) -> Any:
     search of 50,000 items (docs/performance.md). Zero padding changes no distance.
     """
     if kind == "flat":
-        return faiss.IndexBinaryFlat(-(-bits // 64) * 64)
+        return faiss.IndexBinaryFlat(math.ceil(bits / 64) * 64)
     if kind == "hash":
         index = faiss.IndexBinaryHash(bits, min(bits, HASH_BITS))
         index.nflip = HASH_NFLIP
