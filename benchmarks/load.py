@@ -270,8 +270,21 @@ def cpu_seconds(pid: int | None) -> float | None:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def machine_probe_ms() -> float:
+    """Milliseconds of a fixed single-threaded workload (numpy products, a Python loop):
+    this virtual machine's speed varies by the hour, and runs are compared with it."""
+    matrix = np.random.default_rng(0).random((256, 256), dtype=np.float32)
+    started = time.perf_counter()
+    for _ in range(100):
+        matrix @ matrix
+    total = 0
+    for i in range(1_000_000):
+        total += i
+    return round((time.perf_counter() - started) * 1e3, 1)
+
+
 def measure(url: str, pid: int | None, images: list[bytes], args: argparse.Namespace) -> dict:
-    report: dict[str, Any] = {"rss_start_mb": rss_mb(pid)}
+    report: dict[str, Any] = {"rss_start_mb": rss_mb(pid), "machine_probe_ms": machine_probe_ms()}
     report["server_processes"] = None if pid is None else len(process_tree(pid))
     # as many connections as the load will use, so that every search process is warm
     timed_searches(url, search_uploads(images, args.warmup), args.clients)
