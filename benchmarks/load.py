@@ -233,6 +233,8 @@ def connections_per_process(pid: int, port: int) -> list[int]:
     `pid`'s tree, most first (Linux /proc): how the clients were shared out."""
     ours = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not Path(table).exists():  # no IPv6 on this machine
+            continue
         for line in Path(table).read_text().splitlines()[1:]:
             fields = line.split()
             local_port, state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]
@@ -241,9 +243,15 @@ def connections_per_process(pid: int, port: int) -> list[int]:
     counts = []
     for member in process_tree(pid):
         try:
-            links = [os.readlink(fd) for fd in Path(f"/proc/{member}/fd").iterdir()]
+            fds = list(Path(f"/proc/{member}/fd").iterdir())
         except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
+            continue  # it ended since the tree was read
+        links = []
+        for fd in fds:
+            try:
+                links.append(os.readlink(fd))
+            except OSError:  # closed while we looked
+                continue
         counts.append(sum(link in ours for link in links))
     return sorted(counts, reverse=True)
 
@@ -271,8 +279,9 @@ def cpu_seconds(pid: int | None) -> float | None:
 
 
 def machine_probe_ms() -> float:
-    """Milliseconds of a fixed single-threaded workload (numpy products, a Python loop):
-    this virtual machine's speed varies by the hour, and runs are compared with it."""
+    """Milliseconds of a fixed workload (numpy matrix products, on BLAS's threads, and a
+    Python loop): this virtual machine's speed varies by the hour, and runs are
+    compared with it."""
     matrix = np.random.default_rng(0).random((256, 256), dtype=np.float32)
     started = time.perf_counter()
     for _ in range(100):

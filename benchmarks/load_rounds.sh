@@ -10,7 +10,8 @@ for i in 1 2 3; do
   n=$(( (ROUND - 1) * 3 + i ))
   for cfg in "/tmp/ix48 1 full-1process" "/tmp/ixfast48 1 fast-1process" "/tmp/ixfast48 2 fast-2processes" "/tmp/ixfast48-noflip 1 fast-noflip-1process" "/tmp/ixfast48-noflip 2 fast-noflip-2processes"; do
     set -- $cfg
-    python benchmarks/load.py --index $1 --workers $2 --data $D --out docs/load/$3-run$n.json > /dev/null 2>&1
+    python benchmarks/load.py --index $1 --workers $2 --data $D --out docs/load/$3-run$n.json > /tmp/load-$3-run$n.log 2>&1 \
+      || { echo "$3 run $n failed: /tmp/load-$3-run$n.log"; exit 1; }
     echo "$3 run $n done"
   done
 done

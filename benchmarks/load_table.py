@@ -37,21 +37,25 @@ def spread(values: list[float], digits: int) -> str:
     return f"{mid:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
 
 
-def runs(name: str) -> list[dict]:
-    """The runs of one configuration in run order."""
+def runs(name: str) -> dict[int, dict]:
+    """The runs of one configuration by run number (round k holds runs 3k-2..3k)."""
     found = {
         int(m.group(1)): path
         for path in LOAD.glob(f"{name}-run*.json")
         if (m := re.fullmatch(rf"{re.escape(name)}-run(\d+)\.json", path.name))
     }
-    return [json.loads(found[k].read_text()) for k in sorted(found)]
+    return {k: json.loads(found[k].read_text()) for k in sorted(found)}
 
 
 def row(name: str, label: str) -> str:
-    reports = runs(name)
+    numbered = runs(name)
+    reports = list(numbered.values())
     concurrent = [r["concurrent"] for r in reports]
     p50 = [c["p50_ms"] for c in concurrent]
-    rounds = " / ".join(f"{statistics.median(p50[i : i + 3]):.1f}" for i in range(0, len(p50), 3))
+    by_round: dict[int, list[float]] = {}
+    for k, report in numbered.items():
+        by_round.setdefault((k - 1) // 3, []).append(report["concurrent"]["p50_ms"])
+    rounds = " / ".join(f"{statistics.median(v):.1f}" for _, v in sorted(by_round.items()))
     growth = max(100 * (r["rss_after_load_mb"] / r["rss_warm_mb"] - 1) for r in reports)
     malformed = sum(r["malformed"]["server_errors"] for r in reports)
     sent = sum(r["malformed"]["requests"] for r in reports)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from server_helpers import assert_same_answer, outcome
 
 from hashsearch import api
 from hashsearch.cli import main
@@ -18,24 +19,6 @@ from hashsearch.server.harness import ServerProcess
 from hashsearch.server.uploads import DEFAULT_MAX_PIXELS, UploadError
 
 PARAMS = [SearchParams(), SearchParams(top=3, candidates=20, rerank="none"), SearchParams(radius=4)]
-
-
-def outcome(query: Query) -> object:
-    """A query's hits, or (status, detail) of the error that refused it."""
-    error = query.answer.exception()
-    return query.answer.result() if error is None else (error.status_code, error.detail)
-
-
-def assert_same_answer(batched: object, alone: object) -> None:
-    """Equal errors, or the same hits with scores equal to float precision (a batch of
-    queries sums their cosines in another order)."""
-    if isinstance(alone, tuple):
-        assert batched == alone
-        return
-    strip = [{**hit, "score": None} for hit in alone]
-    assert [{**hit, "score": None} for hit in batched] == strip
-    for got, want in zip(batched, alone, strict=True):
-        assert got["score"] == pytest.approx(want["score"], abs=1e-5)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])

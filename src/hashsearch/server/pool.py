@@ -9,22 +9,28 @@ the fewest queries in hand. A search process takes whatever queries wait in its
 pipe as one batch (`Searcher.answer`: one forward pass) and sends the batch's
 answers back as one message.
 
-Each search process has a sender thread here, so that the event loop never blocks
-on a full pipe, and a reader thread that hands answers to the waiting requests; if
-a process dies, its reader fails the queries it held (503) and GET /health says so.
+Requests are written to the pipe by the thread that submits them (the event loop);
+a write blocks only while the pipe is full (about 200 kB waiting: large uploads
+cross as decoded pixels), until the process takes its next batch; a sender thread
+per process, tried, bought nothing measurable (docs/performance.md). A reader
+thread per process hands answers to the waiting
+requests; if a process dies, it fails the queries the process held (503) and GET
+/health says so.
 """
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import multiprocessing
 import pickle
-import queue
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -65,7 +71,7 @@ class _Process:
     number: int
     process: BaseProcess
     connection: Connection
-    outbox: queue.SimpleQueue[_Request | None] = field(default_factory=queue.SimpleQueue)
+    sending: threading.Lock = field(default_factory=threading.Lock)  # one writer at a time
     pending: dict[int, Query] = field(default_factory=dict)  # sent, not yet answered
     alive: bool = True
     closing: bool = False
@@ -89,6 +95,7 @@ class SearchPool(ServedIndex):
         self._lock = threading.Lock()
         self._numbers = itertools.count()
         self._running: list[_Process] = []
+        self._hang_up: Callable[[], None] | None = None
 
     def start(self) -> None:
         """Start the search processes and wait until each has loaded the model."""
@@ -115,13 +122,17 @@ class SearchPool(ServedIndex):
                 _stop(started)
                 raise
             for member in started:
-                for target, role in ((self._send, "requests"), (self._receive, "answers")):
-                    thread = threading.Thread(
-                        target=target, args=(member,), name=f"hashsearch-{role}", daemon=True
-                    )
-                    thread.start()
-                    member.threads.append(thread)
+                thread = threading.Thread(
+                    target=self._receive, args=(member,), name="hashsearch-answers", daemon=True
+                )
+                thread.start()
+                member.threads.append(thread)
             self._running = started
+            # At exit without `close` (a second Ctrl-C skips the app's shutdown),
+            # multiprocessing waits for its daemon children, which stop only when their
+            # pipe closes: hang up first (exit handlers run last registered, first).
+            self._hang_up = partial(_hang_up, started)
+            atexit.register(self._hang_up)
 
     def submit(self, query: Query) -> Future[Answer]:
         """Hand `query` to the least busy live search process; its future as in `Searcher`."""
@@ -135,9 +146,19 @@ class SearchPool(ServedIndex):
             number = next(self._numbers)
             member.pending[number] = query
             data = b"" if query.pixels is not None else query.data
-            member.outbox.put(
-                _Request(number, data, query.name, query.params, query.radius_limit, query.pixels)
+            request = _Request(
+                number, data, query.name, query.params, query.radius_limit, query.pixels
             )
+        with member.sending:  # not under the pool's lock: the reader needs that one
+            try:
+                member.connection.send(request)
+            except OSError:  # the process is gone: its reader fails what it held
+                pass
+            except Exception as exc:  # noqa: BLE001 - a request that does not pickle
+                with self._lock:
+                    member.pending.pop(number, None)
+                if query.answer.set_running_or_notify_cancel():
+                    query.answer.set_exception(exc)
         return query.answer
 
     def problem(self) -> str | None:
@@ -152,19 +173,16 @@ class SearchPool(ServedIndex):
             running, self._running = self._running, []
             for member in running:
                 member.closing = True
-                member.outbox.put(None)  # after every request before it
+        for member in running:
+            with member.sending:  # after every request before it
+                try:
+                    member.connection.send(None)
+                except OSError:
+                    pass
         _stop(running)
-
-    def _send(self, member: _Process) -> None:
-        """Write `member`'s requests to its pipe, in order, until the stop (None)."""
-        while True:
-            request = member.outbox.get()
-            try:
-                member.connection.send(request)
-            except OSError:  # the process is gone: its reader fails what it held
-                return
-            if request is None:
-                return
+        if self._hang_up is not None:
+            atexit.unregister(self._hang_up)
+            self._hang_up = None
 
     def _receive(self, member: _Process) -> None:
         """Hand each batch of answers from `member` to its queries; when the process
@@ -217,6 +235,11 @@ def _stop(members: list[_Process]) -> None:
             member.process.join()
         for thread in member.threads:
             thread.join()
+        member.connection.close()
+
+
+def _hang_up(members: list[_Process]) -> None:
+    for member in members:
         member.connection.close()
 
 
