@@ -2,8 +2,8 @@
 
 Why not uvicorn's worker processes: they share the port, and the kernel gives each
 keep-alive connection to whichever process accepts first, where it stays; counted
-during load runs, 16 clients' connections sat 16/0 or 13/3 on two processes, and
-the run was as fast as its split was even (docs/performance.md, Serving). Here one
+during load runs, 16 clients' connections sat 16/0 on two processes in every
+counted run, and a run is as fast as its split is even (docs/performance.md). One
 process speaks HTTP and every query goes, over a pipe, to the search process with
 the fewest queries in hand. A search process takes whatever queries wait in its
 pipe as one batch (`Searcher.answer`: one forward pass) and sends the batch's
@@ -13,9 +13,8 @@ Requests are written to the pipe by the thread that submits them (the event loop
 a write blocks only while the pipe is full (about 200 kB waiting: large uploads
 cross as decoded pixels), until the process takes its next batch; a sender thread
 per process, tried, bought nothing measurable (docs/performance.md). A reader
-thread per process hands answers to the waiting
-requests; if a process dies, it fails the queries the process held (503) and GET
-/health says so.
+thread per process hands answers to the waiting requests; if a process dies, it
+fails the queries the process held (503) and GET /health says so.
 """
 
 from __future__ import annotations
