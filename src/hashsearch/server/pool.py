@@ -135,7 +135,8 @@ class SearchPool(ServedIndex):
 
     def submit(self, query: Query) -> Future[Answer]:
         """Hand `query` to the least busy live search process; its future as in `Searcher`."""
-        self.start()
+        if not self._running:  # the hot path takes the pool's lock once, below
+            self.start()
         with self._lock:
             live = [member for member in self._running if member.alive]
             if not live:
