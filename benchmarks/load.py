@@ -3,7 +3,8 @@
     python benchmarks/load.py --index /tmp/ix48 --data ../shared/data/cifar10-jpg.tar.gz \
         --out docs/load.json
 
-Starts the server (`--workers` search processes, `--threads` each, no access log) unless
+Starts the server (`--workers` search processes, 0: a search thread in the HTTP process;
+`--threads` each; no access log) unless
 `--url` names a running one (then `--pid` gives its process for the memory figures).
 Queries are the first `--query-images` CIFAR-10 test JPEGs (32x32) of the `--data`
 archive, sent as multipart uploads (field `image`). Four phases, each printed and
@@ -25,7 +26,7 @@ The clients run on the server's machine and take CPU from it; the figures are th
 system's, load generator included. The timed phases use one asyncio client
 (aiohttp, bodies encoded once) so that the load generator takes little of the 2
 cores: the server's share is what a deployment gets. Memory and CPU are the
-server's whole process tree (the HTTP process, and with `--workers` > 1 every search
+server's whole process tree (the HTTP process, and with `--workers` > 0 every search
 process and multiprocessing's resource tracker).
 """
 

@@ -8,7 +8,9 @@ D=../shared/data/cifar10-jpg.tar.gz
 ROUND=${ROUND:-1}
 for i in 1 2 3; do
   n=$(( (ROUND - 1) * 3 + i ))
-  for cfg in "/tmp/ix48 1 full-1process" "/tmp/ixfast48 1 fast-1process" "/tmp/ixfast48 2 fast-2processes" "/tmp/ixfast48-noflip 1 fast-noflip-1process" "/tmp/ixfast48-noflip 2 fast-noflip-2processes"; do
+  for cfg in "/tmp/ix48 1 full-1search" "/tmp/ixfast48 1 fast-1search" "/tmp/ixfast48 2 fast-2search" \
+      "/tmp/ixfast48-noflip 0 fast-noflip-thread" "/tmp/ixfast48-noflip 1 fast-noflip-1search" \
+      "/tmp/ixfast48-noflip 2 fast-noflip-2search"; do
     set -- $cfg
     python benchmarks/load.py --index $1 --workers $2 --data $D --out docs/load/$3-run$n.json > /tmp/load-$3-run$n.log 2>&1 \
       || { echo "$3 run $n failed: /tmp/load-$3-run$n.log"; exit 1; }

@@ -17,11 +17,12 @@ from pathlib import Path
 
 LOAD = Path(__file__).resolve().parent.parent / "docs" / "load"
 CONFIGS = {
-    "full-1process": "`full` (two-stage mAP@all 0.890), 1 process",
-    "fast-1process": "`fast` (0.842), 1 process",
-    "fast-2processes": "`fast` (0.842), 2 search processes",
-    "fast-noflip-1process": "`fast`, no flip averaging (0.823), 1 process",
-    "fast-noflip-2processes": "`fast`, no flip averaging (0.823), 2 search processes",
+    "full-1search": "`full` (two-stage mAP@all 0.890), 1 search process",
+    "fast-1search": "`fast` (0.842), 1 search process",
+    "fast-2search": "`fast` (0.842), 2 search processes",
+    "fast-noflip-thread": "`fast`, no flip averaging (0.823), search thread in the HTTP process",
+    "fast-noflip-1search": "`fast`, no flip averaging (0.823), 1 search process",
+    "fast-noflip-2search": "`fast`, no flip averaging (0.823), 2 search processes",
 }
 HEADER = (
     "| index (model), server | runs | one client: p50 ms | 16 clients: answers/s "

@@ -274,9 +274,9 @@ def serve(
     workers: Annotated[
         int,
         typer.Option(
-            min=1,
-            help="Search processes behind the HTTP process; 1: answer in the HTTP process "
-            "(one per core answers the most).",
+            min=0,
+            help="Search processes behind the HTTP process (on 2 cores one answers the "
+            "most); 0: answer on a thread of the HTTP process.",
         ),
     ] = 1,
 ) -> None:

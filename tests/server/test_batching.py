@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import faiss
 import httpx
 import pytest
 from server_helpers import assert_same_answer, outcome
@@ -79,7 +80,7 @@ def test_the_load_benchmark_against_two_search_processes(
     assert report["goals"]["zero_errors"] and report["goals"]["zero_5xx_malformed"]
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("workers", ["0", "1", "2"])
 def test_served_answers_do_not_depend_on_the_worker_count(served_index, query_files, workers):
     with ServerProcess(served_index, ["--no-access-log", "--workers", workers]) as server:
         answers = [
@@ -105,6 +106,26 @@ def test_a_failure_anywhere_in_a_batch_answers_its_requests(served_index, query_
     again = Query(query_files[0].read_bytes(), "q.jpg", SearchParams())
     assert len(searcher.submit(again).result(timeout=60)) == 10  # the thread still answers
     searcher.close()
+
+
+def test_the_search_thread_runs_faiss_on_the_threads_it_was_given(
+    served_index, query_files, monkeypatch
+):
+    # OpenMP's thread count is per thread (and torch may reset it): unless set on
+    # the search thread, each search ran on one OpenMP thread per core
+    searcher = Searcher(served_index, DEFAULT_MAX_PIXELS, threads=3)
+    seen = []
+    hits_as_dicts = api.hits_as_dicts
+
+    def recording(*args, **kwargs):
+        seen.append(faiss.omp_get_max_threads())
+        return hits_as_dicts(*args, **kwargs)
+
+    monkeypatch.setattr("hashsearch.server.engine.api.hits_as_dicts", recording)
+    query = Query(query_files[0].read_bytes(), "q.jpg", SearchParams())
+    assert len(searcher.submit(query).result(timeout=60)) == 10
+    searcher.close()
+    assert seen == [3]
 
 
 def test_a_request_cancelled_while_waiting_is_dropped_and_the_others_answered(

@@ -37,7 +37,7 @@ def create_app(
     data_path: str | None = None,
     max_upload_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    workers: int = 1,
+    workers: int = 0,
     threads: int = 1,
 ) -> FastAPI:
     """An app serving the index in `index_dir`: JSON API, item images and the web page.
@@ -46,14 +46,16 @@ def create_app(
         data_path: where the index run's data set is now, if it moved (item images).
         max_upload_bytes: the largest request body accepted.
         max_pixels: the most pixels an uploaded image may have (decompression bombs).
-        workers: 1 answers queries on a thread of this process; more start that many
-            search processes (`hashsearch.server.pool`) with the app, stopped with it.
-        threads: torch's and FAISS's threads in each search process (this process's
-            are the caller's business: `serve` sets them).
+        workers: the search processes (`hashsearch.server.pool`) started with the app
+            and stopped with it; 0 answers queries on a thread of this process (an
+            embedded app, tests).
+        threads: FAISS's threads on the search thread, torch's and FAISS's in each
+            search process (torch's in this process are the caller's business:
+            `serve` sets them).
     """
     searcher: ServedIndex = (
-        Searcher(Path(index_dir), max_pixels)
-        if workers == 1
+        Searcher(Path(index_dir), max_pixels, threads)
+        if workers == 0
         else SearchPool(Path(index_dir), max_pixels, workers, threads)
     )
     items = ItemImages(searcher.index.ids, searcher.run.config, data_path)
@@ -128,13 +130,12 @@ def serve(
 ) -> None:
     """Run `create_app` under uvicorn until interrupted.
 
-    `threads` caps torch's and FAISS's thread pools per process: the query thread and
-    the event loop share the cores, and on 2 cores more threads per pass only contend
-    with them. `workers` > 1 answers queries in that many search processes behind
-    this one HTTP process, each with its own model and copy of the index (features
-    memory-mapped): a process's event loop and query thread take turns on one
-    interpreter lock, so on 2 cores one process used about one core's worth
-    (docs/performance.md, Serving).
+    `threads` caps torch's and FAISS's thread pools per process: the HTTP process and
+    the search processes share the cores, and on 2 cores more threads per pass only
+    contend with them. `workers` search processes answer the queries behind this
+    one HTTP process, each with its own model and copy of the index (features
+    memory-mapped); on 2 cores one answered the most (docs/performance.md,
+    Serving). 0 answers them on a thread of this process, beside its event loop.
     """
     import faiss
     import torch

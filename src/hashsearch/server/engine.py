@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 
 from hashsearch import api
@@ -107,10 +108,20 @@ class ServedIndex(ABC):
 
 
 class Searcher(ServedIndex):
-    """An index, its model, and the thread that answers queries against them."""
+    """An index, its model, and the thread that answers queries against them.
 
-    def __init__(self, index_dir: Path, max_pixels: int, max_batch: int = MAX_BATCH) -> None:
+    `threads` caps FAISS's OpenMP threads on that thread. OpenMP's thread count is a
+    per-thread setting: the caller's `faiss.omp_set_num_threads` does not reach this
+    thread, whose searches then ran on (and spun) one OpenMP thread per core of a
+    loaded server; and where torch shares FAISS's OpenMP library, torch's first op
+    on a thread sets the count to torch's. So it is set before every search.
+    """
+
+    def __init__(
+        self, index_dir: Path, max_pixels: int, threads: int = 1, max_batch: int = MAX_BATCH
+    ) -> None:
         super().__init__(index_dir, max_pixels)
+        self.threads = threads
         self.max_batch = max_batch
         self._waiting: queue.SimpleQueue[Query | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -214,6 +225,7 @@ class Searcher(ServedIndex):
     def _search(self, queries: list[Query], codes: np.ndarray, features: np.ndarray) -> None:
         params = queries[0].params
         timings: dict[str, float] = {}
+        faiss.omp_set_num_threads(self.threads)
         try:
             hits = two_stage_search(
                 self.index,

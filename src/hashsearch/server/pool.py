@@ -1,5 +1,13 @@
 """Search processes behind the one HTTP process, each query to the least busy.
 
+Why a search process at all: the HTTP process's event loop and a search thread
+beside it take turns on one interpreter lock, so one process used about one of
+the 2 cores; with the forward passes in a process of their own, the HTTP process
+and the search process each have a core. One search process answered 16 clients
+with less CPU per answer than two (docs/performance.md, Serving): it gets every
+waiting query in one batch, and a forward pass costs less an image the larger
+its batch (0.5 ms an image in 16, 0.9 in 4, 1.6-2 alone, `fast` model, one thread).
+
 Why not uvicorn's worker processes: they share the port, and the kernel gives each
 keep-alive connection to whichever process accepts first, where it stays; counted
 during load runs, 16 clients' connections sat 16/0 on two processes in every
@@ -268,7 +276,7 @@ def _search_process(connection: Connection, index_dir: str, max_pixels: int, thr
     torch.set_num_threads(threads)
     faiss.omp_set_num_threads(threads)
     try:
-        searcher = Searcher(Path(index_dir), max_pixels)
+        searcher = Searcher(Path(index_dir), max_pixels, threads)
     except Exception as exc:  # noqa: BLE001 - the HTTP process reports it as one line
         connection.send(str(exc))
         return
