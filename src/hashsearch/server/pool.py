@@ -6,7 +6,7 @@ the 2 cores; with the forward passes in a process of their own, the HTTP process
 and the search process each have a core. One search process answered 16 clients
 with less CPU per answer than two (docs/performance.md, Serving): it gets every
 waiting query in one batch, and a forward pass costs less an image the larger
-its batch (0.5 ms an image in 16, 0.9 in 4, 1.6-2 alone, `fast` model, one thread).
+its batch (`fast` model, one thread: 0.43 ms an image in 16, 0.61 in 4, 1.36 alone).
 
 Why not uvicorn's worker processes: they share the port, and the kernel gives each
 keep-alive connection to whichever process accepts first, where it stays; counted
