@@ -56,6 +56,7 @@ def main() -> None:
     print(
         json.dumps(
             {
+                "environment": api.environment(),
                 "index": str(args.index),
                 "precision": encode.precision,
                 "flip_average": encode.flip_average,

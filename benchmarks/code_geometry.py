@@ -9,7 +9,8 @@ over the validation images against each other: the share of code entries near th
 sign threshold (|h| under 0.1 and 0.25 of h's root mean square: bits a small change
 flips), the mean Hamming distance between codes of the same class and of different
 classes, the same for the cosine of the re-ranking features, and how often an
-image's code is nearest its own class's mean code.
+image's code is nearest its own class's mean code. Single-label data sets only;
+the run's data set where its config says, on the CPU.
 """
 
 from __future__ import annotations

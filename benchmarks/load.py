@@ -3,8 +3,8 @@
     python benchmarks/load.py --index /tmp/ix48 --data ../shared/data/cifar10-jpg.tar.gz \
         --out docs/load.json
 
-Starts the server (`--workers` search processes, 0: a search thread in the HTTP process;
-`--threads` each; no access log) unless
+Starts the server (`--workers` search processes, or with 0 a search thread in the HTTP
+process; `--threads` each; no access log) unless
 `--url` names a running one (then `--pid` gives its process for the memory figures).
 Queries are the first `--query-images` CIFAR-10 test JPEGs (32x32) of the `--data`
 archive, sent as multipart uploads (field `image`). Four phases, each printed and
@@ -16,7 +16,8 @@ written to `--out`:
 3. concurrent: `--requests` requests from `--clients` clients, each with its own
    keep-alive connection, each sending its next request when its last is answered:
    throughput, latency p50/p99, non-200 answers, memory after, the CPU seconds
-   per request of the server and of the clients, and how many of the connections
+   per request of the server (in all and by process) and of the clients, and how
+   many of the connections
    each server process held a second in;
 4. malformed: `--malformed` fuzzed requests (damaged and foreign files, bad
    parameters, no image, an 11 MB body; seeded) from the same number of clients:
@@ -270,13 +271,18 @@ def rss_mb(pid: int | None) -> float | None:
     return round(total_kb / 1024, 1)
 
 
-def cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU seconds of process `pid` and its descendants so far."""
-    if pid is None:
-        return None
-    fields = [stat.rsplit(")", 1)[1].split() for stat in proc_texts(pid, "stat")]
-    ticks = sum(int(f[11]) + int(f[12]) for f in fields)  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(pid: int) -> dict[int, float]:
+    """User + system CPU seconds so far of process `pid` and of each descendant, by
+    process id, `pid` first (Linux /proc)."""
+    seconds = {}
+    for member in process_tree(pid):
+        try:
+            stat = Path(f"/proc/{member}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):  # it ended since the tree was read
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        seconds[member] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
 
 
 def machine_probe_ms() -> float:
@@ -301,7 +307,8 @@ def measure(url: str, pid: int | None, images: list[bytes], args: argparse.Names
     report["rss_warm_mb"] = rss_mb(pid)
     report["sequential"] = latency(timed_searches(url, search_uploads(images, args.sequential), 1))
     uploads = search_uploads(images, args.requests)
-    server_cpu, client_cpu = cpu_seconds(pid), time.process_time()
+    server_cpu = None if pid is None else cpu_seconds(pid)
+    client_cpu = time.process_time()
     split: list[int] = []
     if pid is not None:  # counted once the clients are connected, a second into the load
         port = urlsplit(url).port or 80
@@ -315,8 +322,14 @@ def measure(url: str, pid: int | None, images: list[bytes], args: argparse.Names
         (time.process_time() - client_cpu) / len(uploads) * 1e3, 3
     )
     if server_cpu is not None:
-        spent = cpu_seconds(pid) - server_cpu
-        report["concurrent"]["server_cpu_ms_per_request"] = round(spent / len(uploads) * 1e3, 3)
+        after = cpu_seconds(pid)
+        spent = [(after[member] - server_cpu.get(member, 0.0)) * 1e3 for member in after]
+        concurrent = report["concurrent"]
+        concurrent["server_cpu_ms_per_request"] = round(sum(spent) / len(uploads), 3)
+        # the HTTP process first, then the search processes (and multiprocessing's tracker)
+        concurrent["server_cpu_ms_per_request_by_process"] = [
+            round(ms / len(uploads), 3) for ms in spent
+        ]
         sampler.join()
         report["concurrent"]["connections_per_process"] = split
     report["rss_after_load_mb"] = rss_mb(pid)
@@ -377,6 +390,9 @@ def main() -> None:
         "index": str(args.index or args.url),
         "threads": args.threads,
         "workers": args.workers,
+        # what --workers meant: search processes, or (0) the HTTP process's search thread;
+        # before this field, `--workers 1` meant the search thread
+        "search": f"{args.workers} search processes" if args.workers else "search thread",
     }
     if args.url:
         report |= measure(args.url, args.pid, images, args)

@@ -11,10 +11,10 @@ changes from one hour to the next.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import statistics
-import sys
 from pathlib import Path
 
 LOAD = Path(__file__).resolve().parent.parent / "docs" / "load"
@@ -89,9 +89,11 @@ def row(name: str, label: str) -> str:
 
 
 def main() -> None:
-    earlier = "--earlier" in sys.argv[1:]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--earlier", action="store_true", help="the previous code's runs")
+    args = parser.parse_args()
     print(HEADER)
-    for name, label in (EARLIER if earlier else CONFIGS).items():
+    for name, label in (EARLIER if args.earlier else CONFIGS).items():
         print(row(name, label))
 
 

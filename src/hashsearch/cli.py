@@ -275,8 +275,8 @@ def serve(
         int,
         typer.Option(
             min=0,
-            help="Search processes behind the HTTP process (on 2 cores one answers the "
-            "most); 0: answer on a thread of the HTTP process.",
+            help="Search processes behind the HTTP process (on 2 cores one answered as "
+            "many as two, or more); 0: answer on a thread of the HTTP process.",
         ),
     ] = 1,
 ) -> None:

@@ -54,7 +54,7 @@ def create_app(
             `serve` sets them).
     """
     searcher: ServedIndex = (
-        Searcher(Path(index_dir), max_pixels, threads)
+        Searcher(Path(index_dir), max_pixels, threads=threads)
         if workers == 0
         else SearchPool(Path(index_dir), max_pixels, workers, threads)
     )
@@ -137,12 +137,10 @@ def serve(
     memory-mapped); on 2 cores one answered the most (docs/performance.md,
     Serving). 0 answers them on a thread of this process, beside its event loop.
     """
-    import faiss
     import torch
     import uvicorn
 
-    torch.set_num_threads(threads)
-    faiss.omp_set_num_threads(threads)
+    torch.set_num_threads(threads)  # FAISS's: the searcher's, on the thread that searches
     app = create_app(index_dir, data_path, max_upload_bytes, workers=workers, threads=threads)
     log_settings: dict[str, Any] = {"access_log": access_log, "log_level": "info"}
     # workers=1 said, or uvicorn would take WEB_CONCURRENCY's count of processes

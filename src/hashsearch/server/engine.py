@@ -118,7 +118,7 @@ class Searcher(ServedIndex):
     """
 
     def __init__(
-        self, index_dir: Path, max_pixels: int, threads: int = 1, max_batch: int = MAX_BATCH
+        self, index_dir: Path, max_pixels: int, *, threads: int = 1, max_batch: int = MAX_BATCH
     ) -> None:
         super().__init__(index_dir, max_pixels)
         self.threads = threads
@@ -168,7 +168,7 @@ class Searcher(ServedIndex):
     def answer(self, batch: list[Query]) -> None:
         """Answer a batch now, on the calling thread: every query's future gets its hits
         or its error, whatever fails. The futures must not be cancelled (`_serve` drops
-        those first)."""
+        those first). Leaves the calling thread's FAISS threads at `threads`."""
         try:
             self._answer(batch)
         except Exception as exc:  # noqa: BLE001 - never leave a request waiting forever

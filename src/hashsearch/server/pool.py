@@ -4,9 +4,10 @@ Why a search process at all: the HTTP process's event loop and a search thread
 beside it take turns on one interpreter lock, so one process used about one of
 the 2 cores; with the forward passes in a process of their own, the HTTP process
 and the search process each have a core. One search process answered 16 clients
-with less CPU per answer than two (docs/performance.md, Serving): it gets every
-waiting query in one batch, and a forward pass costs less an image the larger
-its batch (`fast` model, one thread: 0.43 ms an image in 16, 0.61 in 4, 1.36 alone).
+with less CPU per answer than two (docs/performance.md, Serving). Part of why:
+it gets every waiting query in one batch, and up to 16 images a forward pass
+costs less an image the larger its batch (`fast` model, one thread: 0.43 ms an
+image in 16, 0.61 in 4, 1.36 alone); the rest is not measured.
 
 Why not uvicorn's worker processes: they share the port, and the kernel gives each
 keep-alive connection to whichever process accepts first, where it stays; counted
@@ -266,17 +267,15 @@ def _await_ready(member: _Process) -> None:
 
 def _search_process(connection: Connection, index_dir: str, max_pixels: int, threads: int) -> None:
     """A search process: answer what the pipe brings, batch by batch, until the stop."""
-    import faiss
     import torch
 
     # Ctrl-C or a SIGTERM to the process group stops the HTTP process, which stops
     # this one by its pipe once the requests in flight are answered.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    torch.set_num_threads(threads)
-    faiss.omp_set_num_threads(threads)
+    torch.set_num_threads(threads)  # FAISS's: the searcher's, before each search
     try:
-        searcher = Searcher(Path(index_dir), max_pixels, threads)
+        searcher = Searcher(Path(index_dir), max_pixels, threads=threads)
     except Exception as exc:  # noqa: BLE001 - the HTTP process reports it as one line
         connection.send(str(exc))
         return

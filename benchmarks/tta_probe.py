@@ -1,0 +1,87 @@
+"""Would translation test-time averaging pay? Validation mAP of a run with and without it.
+
+    python benchmarks/tta_probe.py runs/bench/fast-48b-seed0 runs/bench/full-48b-seed0
+
+airbench averages its logits over the image and its copies shifted by one pixel
+(each with its mirror image). This probe does the same to the re-ranking feature
+(and so to the code computed from it) of a trained run, without an option in the
+encoder: it wraps `HashEncoder.forward` for the probe's own process only. Per run
+it prints stage-1 and two-stage mAP@all of the 1,000 validation images against
+the training images, as encoded (`plain`) and with the feature averaged as
+0.5 x the image + 0.25 x each copy shifted by (+1, +1) and (-1, -1) pixels
+(reflect padding), flip averaging kept as the run's config says. The query set
+plays no part. docs/results.md has the outcome (not adopted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from hashsearch import api
+from hashsearch.evaluation import evaluate_retrieval
+from hashsearch.models.encoder import EncoderOutput, HashEncoder
+from hashsearch.run import load_run
+
+PLAIN_FORWARD = HashEncoder.forward
+
+
+def shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """`x` moved by (dy, dx) pixels, the edge reflected into the gap."""
+    height, width = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    return padded[..., 1 + dy : 1 + dy + height, 1 + dx : 1 + dx + width]
+
+
+def translate_averaged(encoder: HashEncoder, x: torch.Tensor) -> EncoderOutput:
+    """The eval-mode forward pass with the feature averaged over one-pixel shifts."""
+    if encoder.training:
+        return PLAIN_FORWARD(encoder, x)
+    with torch.autocast(x.device.type, torch.bfloat16, enabled=encoder.precision == "bf16"):
+
+        def feature(z: torch.Tensor) -> torch.Tensor:
+            plain = encoder.backbone(z)
+            return (plain + encoder.backbone(z.flip(3))) / 2 if encoder.flip_average else plain
+
+        averaged = (
+            0.5 * feature(x) + 0.25 * feature(shifted(x, 1, 1)) + 0.25 * feature(shifted(x, -1, -1))
+        )
+        h = encoder.hash_layer(averaged)
+    return EncoderOutput(h=h.float(), feature=averaged.float())
+
+
+def validation_map(run_dir: Path, forward: Callable[..., EncoderOutput]) -> dict[str, float]:
+    """Stage-1 and two-stage validation mAP@all of a run encoded with `forward`."""
+    HashEncoder.forward = forward  # type: ignore[method-assign]
+    try:
+        run = load_run(run_dir)
+        query, _ = api.encode_split(run, "val")
+        database, _ = api.encode_split(run, "train")
+    finally:
+        HashEncoder.forward = PLAIN_FORWARD  # type: ignore[method-assign]
+    report = evaluate_retrieval(query, database, run.model.bits, 1000, None, "cosine")
+    return {
+        "stage1_map_all": round(report["stage1"]["map_all"], 4),
+        "two_stage_map_all": round(report["two_stage"]["map_all"], 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", type=Path, nargs="+")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    for run_dir in args.runs:
+        for name, forward in (("plain", PLAIN_FORWARD), ("translate", translate_averaged)):
+            figures = validation_map(run_dir, forward)
+            print(json.dumps({"run": str(run_dir), "encoding": name, **figures}))
+
+
+if __name__ == "__main__":
+    main()
