@@ -5,9 +5,9 @@ beside it take turns on one interpreter lock, so one process used about one of
 the 2 cores; with the forward passes in a process of their own, the HTTP process
 and the search process each have a core. One search process answered 16 clients
 with less CPU per answer than two (docs/performance.md, Serving). Part of why:
-it gets every waiting query in one batch, and up to 16 images a forward pass
-costs less an image the larger its batch (`fast` model, one thread: 0.43 ms an
-image in 16, 0.61 in 4, 1.36 alone); the rest is not measured.
+it gets every waiting query in one batch, and below 8 images a forward pass
+costs more an image the smaller its batch (`fast` model, one thread: about 0.5
+ms an image in 8, 0.6 in 4, 1.4 alone); the rest is not measured apart.
 
 Why not uvicorn's worker processes: they share the port, and the kernel gives each
 keep-alive connection to whichever process accepts first, where it stays; counted
