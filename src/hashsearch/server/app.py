@@ -134,8 +134,9 @@ def serve(
     the search processes share the cores, and on 2 cores more threads per pass only
     contend with them. `workers` search processes answer the queries behind this
     one HTTP process, each with its own model and copy of the index (features
-    memory-mapped); on 2 cores one answered the most (docs/performance.md,
-    Serving). 0 answers them on a thread of this process, beside its event loop.
+    memory-mapped); on 2 cores one answered as many as two, or more
+    (docs/performance.md, Serving). 0 answers them on a thread of this process,
+    beside its event loop.
     """
     import torch
     import uvicorn
