@@ -1,9 +1,13 @@
-"""The `--set dotted.key=VALUE` option the benchmark scripts share."""
+"""Options the benchmark scripts share: `--set dotted.key=VALUE`, and the run
+directories and threads of the scripts that probe trained runs."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
+
+import torch
 
 from hashsearch.cli import parse_assignments
 
@@ -21,3 +25,14 @@ def add_set_option(parser: argparse.ArgumentParser) -> None:
 def config_changes(args: argparse.Namespace) -> dict[str, Any]:
     """The `--set` pairs as a dict of dotted keys to values."""
     return parse_assignments(args.changes, "--set")
+
+
+def probed_runs(doc: str) -> list[Path]:
+    """The run directories given to a probe script (`RUN ... [--threads N]`), with
+    torch's threads set to N (default 2)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("runs", type=Path, nargs="+")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    return args.runs

@@ -15,12 +15,11 @@ the run's data set where its config says, on the CPU.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
-import torch
+from bench_options import probed_runs
 
 from hashsearch import api
 from hashsearch.encoding import forward_batches
@@ -60,12 +59,7 @@ def geometry(run_dir: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("runs", type=Path, nargs="+")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    for run_dir in args.runs:
+    for run_dir in probed_runs(__doc__):
         figures = {name: round(value, 4) for name, value in geometry(run_dir).items()}
         print(json.dumps({"run": str(run_dir), **figures}))
 

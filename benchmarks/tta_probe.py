@@ -15,13 +15,13 @@ plays no part. docs/results.md has the outcome (not adopted).
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from bench_options import probed_runs
 
 from hashsearch import api
 from hashsearch.evaluation import evaluate_retrieval
@@ -72,12 +72,7 @@ def validation_map(run_dir: Path, forward: Callable[..., EncoderOutput]) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("runs", type=Path, nargs="+")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    for run_dir in args.runs:
+    for run_dir in probed_runs(__doc__):
         for name, forward in (("plain", PLAIN_FORWARD), ("translate", translate_averaged)):
             figures = validation_map(run_dir, forward)
             print(json.dumps({"run": str(run_dir), "encoding": name, **figures}))
