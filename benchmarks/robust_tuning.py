@@ -13,7 +13,9 @@ The chosen variant is the one with the best measure among those whose clean
 validation mAP (mean over seeds) is within `--clean-tolerance` of the
 baseline's. Only the baseline and the chosen variant are then scored on the
 test queries (`--test-queries-per-class` per class against the database).
-Rerun to resume: finished runs and scores are kept in OUT.
+Rerun to resume: finished runs and scores are kept in OUT. `--validation-only` scores
+no test query (for exploring variants): OUT/tuning.json then has the validation
+scores and the rule's choice, and an empty `test`.
 """
 
 from __future__ import annotations
@@ -60,19 +62,26 @@ def scored(config: RunConfig, directory: Path, split: str, per_class: int | None
     return records
 
 
-def summary(records: list[dict]) -> dict[str, float]:
-    """The issue's measure and the clean two-stage mAP of one run's records."""
+def summary(records: list[dict]) -> dict[str, Any]:
+    """The issue's measure, the clean two-stage mAP and, per corruption, severity 3 over
+    clean (two-stage) of one run's records."""
     method = records[0]["method"]
     two_stage = [r for r in records if r["stage"] == "two_stage"]
+    clean = mean_map(two_stage, severity=0)
     return {
         "ratio": severity_ratio(records, method),
-        "clean": mean_map(two_stage, severity=0),
+        "clean": clean,
         "severity3": mean_map(two_stage, severity=3),
+        "severity3_over_clean": {
+            r["corruption"]: r["map_all"] / clean for r in two_stage if r["severity"] == 3
+        },
     }
 
 
-def averaged(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {key: statistics.fmean(row[key] for row in rows) for key in rows[0]}
+def averaged(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The mean over seeds of each number (not of the per-corruption breakdowns)."""
+    numbers = [key for key, value in rows[0].items() if isinstance(value, float)]
+    return {key: statistics.fmean(row[key] for row in rows) for key in numbers}
 
 
 def main() -> None:
@@ -83,6 +92,9 @@ def main() -> None:
     parser.add_argument("--clean-tolerance", type=float, default=0.005)
     parser.add_argument("--test-queries-per-class", type=int, default=100)
     parser.add_argument("--out", type=Path, default=Path("runs/robust-tuning"))
+    parser.add_argument(
+        "--validation-only", action="store_true", help="stop after the validation scores"
+    )
     args = parser.parse_args()
 
     base = load_run_config(args.config)
@@ -100,7 +112,8 @@ def main() -> None:
     eligible = [n for n, v in validation.items() if n != BASELINE and v["clean"] >= floor]
     chosen = max(eligible, key=lambda n: validation[n]["ratio"]) if eligible else None
     test: dict[str, Any] = {}
-    for name in [BASELINE] + ([chosen] if chosen else []):
+    scored_on_test = [] if args.validation_only else [BASELINE] + ([chosen] if chosen else [])
+    for name in scored_on_test:
         rows = []
         for seed in args.seeds:
             config = with_overrides(base, {**variants[name], "seed": seed})

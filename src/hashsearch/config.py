@@ -117,6 +117,17 @@ class AugmentConfig(_Strict):
     # statistics mix clean and corrupted images. On the budget preset it did worse
     # than plain corruption on both counts (docs/robustness.md).
     consistency: NonNegativeFloat = 0.0
+    # Corrupt only during this first fraction of the training steps; the rest trains on
+    # clean images alone, so that the last, low-learning-rate steps fit clean images.
+    corrupt_until: Annotated[float, Field(gt=0, le=1)] = 1.0
+    # A decoder (SAEH's) reconstructs each image as it was before corruption, as a
+    # denoising auto-encoder does, instead of the corrupted image it was given: the code
+    # is then not asked to describe the noise, blur or zoom.
+    denoise: bool = False
+
+    def corrupting(self, progress: float) -> bool:
+        """Whether corruption is on at `progress` (the fraction of training steps done)."""
+        return self.corrupt > 0 and progress < self.corrupt_until
 
     @model_validator(mode="after")
     def _copies_to_be_consistent(self) -> AugmentConfig:

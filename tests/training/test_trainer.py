@@ -78,9 +78,9 @@ def test_random_translate_is_reflect_pad_then_crop():
 def test_flip_only_when_configured():
     g = torch.Generator().manual_seed(0)
     images = torch.arange(2 * 1 * 2 * 3, dtype=torch.uint8).view(2, 1, 2, 3).repeat(8, 1, 1, 1)
-    unflipped = augment(images, AugmentConfig(translate=0, flip=False), g)
+    unflipped = augment(images, AugmentConfig(translate=0, flip=False), g).inputs
     assert torch.equal(unflipped, images)
-    flipped = augment(images, AugmentConfig(translate=0, flip=True), g)
+    flipped = augment(images, AugmentConfig(translate=0, flip=True), g).inputs
     mirrored = [torch.equal(f, x.flip(2)) for f, x in zip(flipped, images, strict=True)]
     assert any(mirrored) and not all(mirrored)
 
@@ -154,15 +154,60 @@ def test_corruption_augmentation_hits_its_share_of_images_deterministically():
         torch.uint8
     )
     config = AugmentConfig(translate=0, flip=False, corrupt=0.5)
-    first = augment(images, config, torch.Generator().manual_seed(1))
-    again = augment(images, config, torch.Generator().manual_seed(1))
+    first = augment(images, config, torch.Generator().manual_seed(1)).inputs
+    again = augment(images, config, torch.Generator().manual_seed(1)).inputs
     assert first.dtype == torch.uint8 and torch.equal(first, again)
     changed = (first != images).flatten(1).any(1).float().mean()
     assert 0.4 < changed < 0.6
     off = AugmentConfig(translate=0, flip=False)
-    assert torch.equal(augment(images, off, torch.Generator().manual_seed(1)), images)
-    everything = augment(images, off.model_copy(update={"corrupt": 1.0}), torch.Generator())
+    assert torch.equal(augment(images, off, torch.Generator().manual_seed(1)).inputs, images)
+    everything = augment(images, off.model_copy(update={"corrupt": 1.0}), torch.Generator()).inputs
     assert (everything != images).flatten(1).any(1).float().mean() > 0.95
+
+
+def test_corruption_stops_at_corrupt_until_and_the_consistency_copies_with_it():
+    """`corrupt_until`: corrupted images in the first part of training, clean after."""
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    early = AugmentConfig(translate=0, flip=False, corrupt=1.0, corrupt_until=0.7)
+    assert not torch.equal(augment(images, early, torch.Generator(), progress=0.69).inputs, images)
+    assert torch.equal(augment(images, early, torch.Generator(), progress=0.7).inputs, images)
+    config = with_overrides(
+        tiny(),
+        {"train.augment": {"translate": 0, "flip": False, "corrupt": 0.5, "consistency": 1.0}},
+    )
+    config = with_overrides(config, {"train.augment.corrupt_until": 0.5})
+    method = create_method(config, num_classes=10, image_shape=(1, 8, 8))
+    trainer = Trainer(config.train, 0)
+    optimizer, _ = trainer._optimizer(method, total_steps=10)
+    gray = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
+    targets = torch.eye(10)[torch.arange(16) % 10]
+    for progress, copied in ((0.4, True), (0.5, False)):
+        method.progress = progress
+        terms = trainer.train_step(method, gray, targets, torch.Generator(), optimizer)
+        assert ("consistency" in terms) == copied
+
+
+@pytest.mark.parametrize("denoise", [False, True])
+def test_a_denoising_decoder_reconstructs_the_images_before_corruption(denoise):
+    augmenting = {"translate": 0, "flip": False, "corrupt": 1.0, "denoise": denoise}
+    config = with_overrides(tiny(), {"train.augment": augmenting})
+    method = create_method(config, num_classes=10, image_shape=(1, 8, 8))
+    reproduced, losses = [], method.losses
+
+    def spying(x, targets, out):
+        reproduced.append(x.detach().float())
+        return losses(x, targets, out)
+
+    method.losses = spying
+    trainer = Trainer(config.train, 0)
+    optimizer, _ = trainer._optimizer(method, total_steps=10)
+    images = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
+    targets = torch.eye(10)[torch.arange(16) % 10]
+    assert "rec" in trainer.train_step(method, images, targets, torch.Generator(), optimizer)
+    clean = method.normalize(images).float()
+    assert torch.equal(reproduced[0], clean) == denoise
+    batch = augment(images, config.train.augment, torch.Generator())
+    assert torch.equal(batch.originals, images) and not torch.equal(batch.inputs, images)
 
 
 def test_data_parallel_processes_shuffle_alike_and_augment_apart(monkeypatch):
@@ -229,4 +274,5 @@ def test_consistency_without_corrupted_copies_is_refused():
         AugmentConfig(consistency=1.0)
     augmenting = AugmentConfig(translate=0, flip=False, corrupt=0.5, consistency=1.0)
     images = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8)
-    assert torch.equal(augment(images, augmenting, torch.Generator()), images)  # no replacing
+    unchanged = augment(images, augmenting, torch.Generator()).inputs
+    assert torch.equal(unchanged, images)  # no replacing

@@ -66,9 +66,11 @@ class HashingMethod(nn.Module, ABC):
         """Named, weighted loss terms whose sum is minimised.
 
         Args:
-            x: (B, C, H, W) normalised images.
+            x: (B, C, H, W) normalised images, the ones a decoder reconstructs: the
+                encoder's input, or that input before corruption
+                (`train.augment.denoise`).
             targets: (B, K) float multi-hot labels (one-hot for single-label data).
-            out: the encoder's output for x.
+            out: the encoder's output for the batch.
         """
         ...
 

@@ -8,6 +8,7 @@ Done on whole batches with tensor ops (no per-image Python loop), because on a
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -99,10 +100,19 @@ def corrupted_copies(
     return rows, random_corruption(images[rows], every, generator)
 
 
+class Augmented(NamedTuple):
+    """A training batch: what the encoder sees, and the same images before corruption
+    (what a denoising decoder reconstructs, `AugmentConfig.denoise`)."""
+
+    inputs: torch.Tensor
+    originals: torch.Tensor
+
+
 def augment(
-    images: torch.Tensor, config: AugmentConfig, generator: torch.Generator
-) -> torch.Tensor:
-    """Args: images: (B, C, H, W) uint8 on the CPU. Returns the same shape and dtype.
+    images: torch.Tensor, config: AugmentConfig, generator: torch.Generator, progress: float = 0.0
+) -> Augmented:
+    """Args: images: (B, C, H, W) uint8 on the CPU; progress: the fraction of training
+    done (corruption stops at `config.corrupt_until`). Returns the same shape and dtype.
 
     Corruption replaces originals here only without the consistency term; with it the
     trainer adds `corrupted_copies` instead.
@@ -110,5 +120,6 @@ def augment(
     pad = min(config.translate, images.shape[2] - 1, images.shape[3] - 1)
     images = random_translate(images, pad, generator)
     images = random_flip(images, generator) if config.flip else images
-    replacing = config.corrupt > 0 and config.consistency == 0
-    return random_corruption(images, config, generator) if replacing else images
+    replacing = config.corrupting(progress) and config.consistency == 0
+    inputs = random_corruption(images, config, generator) if replacing else images
+    return Augmented(inputs, images)

@@ -264,8 +264,9 @@ class Trainer:
         BF16 this almost doubles convolution throughput (docs/recipe.md).
         """
         cfg = self.config
-        images = augment(images, cfg.augment, generator)
-        count, consistent = len(images), cfg.augment.consistency > 0
+        images, originals = augment(images, cfg.augment, generator, method.progress)
+        count = len(images)
+        consistent = cfg.augment.consistency > 0 and cfg.augment.corrupting(method.progress)
         if consistent:
             rows, copies = corrupted_copies(images, cfg.augment, generator)
             images = torch.cat([images, copies])
@@ -275,7 +276,8 @@ class Trainer:
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             out = method(x)
-            terms = method.losses(x[:count], targets.to(self.device), out.head(count))
+            reproduced = method.normalize(originals.to(self.device)) if cfg.augment.denoise else x
+            terms = method.losses(reproduced[:count], targets.to(self.device), out.head(count))
             if consistent:
                 terms["consistency"] = cfg.augment.consistency * code_inconsistency(
                     out.h[count:], out.h[rows.to(self.device)].detach()
