@@ -1,6 +1,7 @@
 """The trainer: deterministic from the seed, selects on validation, batches and augments right."""
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -165,37 +166,17 @@ def test_corruption_augmentation_hits_its_share_of_images_deterministically():
     assert (everything != images).flatten(1).any(1).float().mean() > 0.95
 
 
-def test_corruption_stops_at_corrupt_until_and_the_consistency_copies_with_it():
-    """`corrupt_until`: corrupted images in the first part of training, clean after."""
-    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
-    early = AugmentConfig(translate=0, flip=False, corrupt=1.0, corrupt_until=0.7)
-    assert not torch.equal(augment(images, early, torch.Generator(), progress=0.69).inputs, images)
-    assert torch.equal(augment(images, early, torch.Generator(), progress=0.7).inputs, images)
-    config = with_overrides(
-        tiny(),
-        {"train.augment": {"translate": 0, "flip": False, "corrupt": 0.5, "consistency": 1.0}},
-    )
-    config = with_overrides(config, {"train.augment.corrupt_until": 0.5})
-    method = create_method(config, num_classes=10, image_shape=(1, 8, 8))
-    trainer = Trainer(config.train, 0)
-    optimizer, _ = trainer._optimizer(method, total_steps=10)
-    gray = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
-    targets = torch.eye(10)[torch.arange(16) % 10]
-    for progress, copied in ((0.4, True), (0.5, False)):
-        method.progress = progress
-        terms = trainer.train_step(method, gray, targets, torch.Generator(), optimizer)
-        assert ("consistency" in terms) == copied
-
-
-@pytest.mark.parametrize("denoise", [False, True])
-def test_a_denoising_decoder_reconstructs_the_images_before_corruption(denoise):
-    augmenting = {"translate": 0, "flip": False, "corrupt": 1.0, "denoise": denoise}
+def spied_step(augmenting: dict, progress: float = 0.0) -> tuple[dict, list, torch.Tensor, Any]:
+    """One `train_step` of the tiny SAEH on 16 gray 8x8 images with `augmenting` as
+    `train.augment`. Returns the loss terms, (x, targets, out) of each call of the
+    method's loss, the images and the method."""
     config = with_overrides(tiny(), {"train.augment": augmenting})
     method = create_method(config, num_classes=10, image_shape=(1, 8, 8))
-    reproduced, losses = [], method.losses
+    method.progress = progress
+    calls, losses = [], method.losses
 
     def spying(x, targets, out):
-        reproduced.append(x.detach().float())
+        calls.append((x.detach().float(), targets, out))
         return losses(x, targets, out)
 
     method.losses = spying
@@ -203,10 +184,29 @@ def test_a_denoising_decoder_reconstructs_the_images_before_corruption(denoise):
     optimizer, _ = trainer._optimizer(method, total_steps=10)
     images = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
     targets = torch.eye(10)[torch.arange(16) % 10]
-    assert "rec" in trainer.train_step(method, images, targets, torch.Generator(), optimizer)
-    clean = method.normalize(images).float()
-    assert torch.equal(reproduced[0], clean) == denoise
-    batch = augment(images, config.train.augment, torch.Generator())
+    terms = trainer.train_step(method, images, targets, torch.Generator(), optimizer)
+    return terms, calls, images, method
+
+
+def test_corruption_stops_at_corrupt_until_and_the_consistency_copies_with_it():
+    """`corrupt_until`: corrupted images in the first part of training, clean after."""
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    early = AugmentConfig(translate=0, flip=False, corrupt=1.0, corrupt_until=0.7)
+    assert not torch.equal(augment(images, early, torch.Generator(), progress=0.69).inputs, images)
+    assert torch.equal(augment(images, early, torch.Generator(), progress=0.7).inputs, images)
+    copying = {"translate": 0, "flip": False, "corrupt": 0.5, "consistency": 1.0}
+    for progress, copied in ((0.4, True), (0.5, False)):
+        terms, *_ = spied_step({**copying, "corrupt_until": 0.5}, progress)
+        assert ("consistency" in terms) == copied
+
+
+@pytest.mark.parametrize("denoise", [False, True])
+def test_a_denoising_decoder_reconstructs_the_images_before_corruption(denoise):
+    augmenting = {"translate": 0, "flip": False, "corrupt": 1.0, "denoise": denoise}
+    terms, calls, images, method = spied_step(augmenting)
+    assert "rec" in terms
+    assert torch.equal(calls[0][0], method.normalize(images).float()) == denoise
+    batch = augment(images, AugmentConfig(**augmenting), torch.Generator())
     assert torch.equal(batch.originals, images) and not torch.equal(batch.inputs, images)
 
 
@@ -231,32 +231,15 @@ def test_data_parallel_processes_shuffle_alike_and_augment_apart(monkeypatch):
 def test_consistency_adds_corrupted_copies_the_method_loss_never_sees():
     """With a consistency weight the method's loss gets exactly the clean batch, and the
     corrupted copies (a `corrupt` share) are trained only towards their originals' codes."""
-    config = with_overrides(
-        tiny(),
-        {
-            "train.augment": {"translate": 0, "flip": False, "corrupt": 0.25},
-            "train.augment.consistency": 2.0,
-        },
-    )
-    method = create_method(config, num_classes=10, image_shape=(1, 8, 8))
-    seen, inputs, losses = [], [], method.losses
-
-    def spying(x, targets, out):
-        seen.append((len(x), len(targets), len(out.h), len(out.feature)))
-        inputs.append(x.detach().float())
-        return losses(x, targets, out)
-
-    method.losses = spying
-    trainer = Trainer(config.train, 0)
-    optimizer, _ = trainer._optimizer(method, total_steps=10)
-    images = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
-    targets = torch.eye(10)[torch.arange(16) % 10]
-    terms = trainer.train_step(method, images, targets, torch.Generator(), optimizer)
-    assert seen == [(16, 16, 16, 16)]
-    assert torch.equal(inputs[0], method.normalize(images).float())  # the clean batch, whole
+    augmenting = {"translate": 0, "flip": False, "corrupt": 0.25, "consistency": 2.0}
+    terms, calls, images, method = spied_step(augmenting)
+    assert [tuple(map(len, (x, targets, out.h, out.feature))) for x, targets, out in calls] == [
+        (16, 16, 16, 16)
+    ]
+    assert torch.equal(calls[0][0], method.normalize(images).float())  # the clean batch, whole
     assert set(terms) == {"cls", "sim", "rec", "consistency"}
     assert 0 < terms["consistency"] <= 2.0 * 2  # weight x (1 - cosine), cosine >= -1
-    rows, copies = corrupted_copies(images, config.train.augment, torch.Generator())
+    rows, copies = corrupted_copies(images, AugmentConfig(**augmenting), torch.Generator())
     assert len(rows) == len(copies) == 4 and len(set(rows.tolist())) == 4
     assert copies.dtype == torch.uint8 and not torch.equal(copies, images[rows])
 
