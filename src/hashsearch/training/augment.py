@@ -112,7 +112,8 @@ def augment(
     images: torch.Tensor, config: AugmentConfig, generator: torch.Generator, progress: float = 0.0
 ) -> Augmented:
     """Args: images: (B, C, H, W) uint8 on the CPU; progress: the fraction of training
-    done (corruption stops at `config.corrupt_until`). Returns the same shape and dtype.
+    done (corruption stops at `config.corrupt_until`). Returns both batches, each of the
+    input's shape and dtype.
 
     Corruption replaces originals here only without the consistency term; with it the
     trainer adds `corrupted_copies` instead.
