@@ -125,8 +125,16 @@ class AugmentConfig(_Strict):
     # is then not asked to describe the noise, blur or zoom.
     denoise: bool = False
 
-    def corrupting(self, progress: float) -> bool:
-        """Whether corruption is on at `progress` (the fraction of training steps done)."""
+    def replacing(self, progress: float) -> bool:
+        """Whether corrupted images replace their originals at `progress` (the fraction
+        of training steps done)."""
+        return self._corrupting(progress) and self.consistency == 0
+
+    def copying(self, progress: float) -> bool:
+        """Whether corrupted copies are added for the consistency term at `progress`."""
+        return self._corrupting(progress) and self.consistency > 0
+
+    def _corrupting(self, progress: float) -> bool:
         return self.corrupt > 0 and progress < self.corrupt_until
 
     @model_validator(mode="after")

@@ -102,17 +102,18 @@ def corrupted_copies(
 
 class Augmented(NamedTuple):
     """A training batch: what the encoder sees, and the same images before corruption
-    (what a denoising decoder reconstructs, `AugmentConfig.denoise`)."""
+    (what a denoising decoder reconstructs, `AugmentConfig.denoise`), None where no
+    image was corrupted (then they are the inputs)."""
 
     inputs: torch.Tensor
-    originals: torch.Tensor
+    originals: torch.Tensor | None
 
 
 def augment(
     images: torch.Tensor, config: AugmentConfig, generator: torch.Generator, progress: float = 0.0
 ) -> Augmented:
     """Args: images: (B, C, H, W) uint8 on the CPU; progress: the fraction of training
-    done (corruption stops at `config.corrupt_until`). Returns both batches, each of the
+    done (corruption stops at `config.corrupt_until`). Returns the batches, each of the
     input's shape and dtype.
 
     Corruption replaces originals here only without the consistency term; with it the
@@ -121,6 +122,6 @@ def augment(
     pad = min(config.translate, images.shape[2] - 1, images.shape[3] - 1)
     images = random_translate(images, pad, generator)
     images = random_flip(images, generator) if config.flip else images
-    replacing = config.corrupting(progress) and config.consistency == 0
-    inputs = random_corruption(images, config, generator) if replacing else images
-    return Augmented(inputs, images)
+    if not config.replacing(progress):
+        return Augmented(images, None)
+    return Augmented(random_corruption(images, config, generator), images)

@@ -265,8 +265,7 @@ class Trainer:
         """
         cfg = self.config
         images, originals = augment(images, cfg.augment, generator, method.progress)
-        count = len(images)
-        consistent = cfg.augment.consistency > 0 and cfg.augment.corrupting(method.progress)
+        count, consistent = len(images), cfg.augment.copying(method.progress)
         if consistent:
             rows, copies = corrupted_copies(images, cfg.augment, generator)
             images = torch.cat([images, copies])
@@ -276,7 +275,9 @@ class Trainer:
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             out = method(x)
-            reproduced = method.normalize(originals.to(self.device)) if cfg.augment.denoise else x
+            reproduced = x  # a denoising decoder reconstructs the images before corruption
+            if cfg.augment.denoise and originals is not None:
+                reproduced = method.normalize(originals.to(self.device))
             terms = method.losses(reproduced[:count], targets.to(self.device), out.head(count))
             if consistent:
                 terms["consistency"] = cfg.augment.consistency * code_inconsistency(
