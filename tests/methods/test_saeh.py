@@ -7,6 +7,8 @@ from hashsearch.config import RunConfig, with_overrides
 from hashsearch.errors import HashsearchError
 from hashsearch.methods import create_method, list_methods
 from hashsearch.methods.losses import (
+    central_similarity,
+    hash_centres,
     pairwise_similar_distance,
     quantization_error,
     relax,
@@ -139,3 +141,21 @@ def test_lambda_quant_adds_the_weighted_quantisation_term():
     assert terms["quant"].item() == pytest.approx(0.5 * quantization_error(out.h).item())
     plain = create_method(tiny_config(), 3, SHAPE)
     assert "quant" not in plain.losses(x, targets, plain(x))
+
+
+def test_lambda_centre_adds_csq_central_similarity_towards_class_centres():
+    model = create_method(tiny_config(**{"method.params": {"lambda_centre": 0.5}}), 3, SHAPE)
+    assert torch.equal(model.centres, hash_centres(3, 16))  # saved with the weights
+    images, targets = batch()
+    x = model.normalize(images)
+    out = model(x)
+    terms = model.losses(x, targets, out)
+    expected = central_similarity(out.h, hash_centres(3, 16), targets)
+    assert terms["centre"].item() == pytest.approx(0.5 * expected.item())
+    # a code at its class centre scores lower than the same code at another class's
+    at_centre = central_similarity(10 * model.centres[:1], model.centres, targets[:1])
+    elsewhere = central_similarity(10 * model.centres[1:2], model.centres, targets[:1])
+    assert at_centre < elsewhere
+    plain = create_method(tiny_config(), 3, SHAPE)
+    assert "centre" not in plain.losses(x, targets, plain(x))
+    assert "centres" not in plain.state_dict()  # old checkpoints load unchanged

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+from scipy.linalg import hadamard
+
+CENTRE_SEED = 0  # hash centres are part of a method, not of the run's seed
 
 Relaxation = Literal["tanh", "sign_ste", "sign_identity"]
 
@@ -98,3 +103,31 @@ def pairwise_likelihood(inner: torch.Tensor, similar: torch.Tensor) -> torch.Ten
     that a large |theta| neither overflows nor loses its gradient.
     """
     return torch.nn.functional.softplus(inner) - similar * inner
+
+
+def hash_centres(num_classes: int, bits: int, seed: int = CENTRE_SEED) -> torch.Tensor:
+    """(K, k) class centres in {-1, 1} (CSQ, section 3.2): Hadamard rows and their
+    negations where they suffice (k a power of two, 2k >= K), else random bits."""
+    if bits & (bits - 1) == 0 and num_classes <= 2 * bits:
+        rows = hadamard(bits)
+        return torch.from_numpy(np.concatenate([rows, -rows])[:num_classes]).float()
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.integers(0, 2, (num_classes, bits)) * 2.0 - 1.0).float()
+
+
+def item_centres(centres: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(B, k) targets in {0, 1}: sign of the sum of each item's class centres (+1 at 0),
+    so a multi-label item aims between its labels' centres."""
+    return ((targets.float() @ centres) >= 0).float()
+
+
+def central_similarity(
+    h: torch.Tensor, centres: torch.Tensor, targets: torch.Tensor
+) -> torch.Tensor:
+    """Mean BCE((tanh(h) + 1) / 2, (c + 1) / 2) towards each item's centre (CSQ, eq. 6).
+
+    Computed from the logits 2h, since sigmoid(2h) = (tanh(h) + 1) / 2: the same
+    loss, but its gradient 2 (sigmoid(2h) - c) never vanishes, where through tanh
+    it does once tanh rounds to exactly +-1 in float32 (|h| > 9).
+    """
+    return F.binary_cross_entropy_with_logits(2 * h.float(), item_centres(centres, targets))

@@ -18,7 +18,9 @@ from torch import nn
 from hashsearch.methods.base import METHODS, HashingMethod, MethodParams
 from hashsearch.methods.losses import (
     Relaxation,
+    central_similarity,
     continuation_scale,
+    hash_centres,
     pairwise_similar_distance,
     quantization_error,
     relax,
@@ -35,6 +37,11 @@ class SAEHParams(MethodParams):
     # Weight of mean (|tanh h| - 1)^2, which pulls the relaxed code towards +-1 so that
     # sign() changes it little (the quantisation term of DSH and DPSH); 0 leaves eq. 4 as is.
     lambda_quant: NonNegativeFloat = 0.0
+    # Weight of CSQ's central similarity term (`central_similarity`): every code pulled
+    # towards a fixed centre of its class, so each class's codes stay close together
+    # (wider within-class spread is what costs corruption-trained runs clean mAP,
+    # docs/robustness.md); 0 leaves eq. 4 as is.
+    lambda_centre: NonNegativeFloat = 0.0
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
     relaxation: Relaxation = "sign_ste"
     # The relaxation is tanh(beta h) with beta growing geometrically from 1 to this
@@ -73,6 +80,8 @@ class SAEH(HashingMethod):
             if params.lambda_rec > 0
             else None
         )
+        if params.lambda_centre > 0:
+            self.register_buffer("centres", hash_centres(num_classes, self.bits))
 
     def losses(
         self, x: torch.Tensor, targets: torch.Tensor, out: EncoderOutput
@@ -84,6 +93,10 @@ class SAEH(HashingMethod):
         }
         if self.params.lambda_quant > 0:
             terms["quant"] = self.params.lambda_quant * quantization_error(out.h)
+        if self.params.lambda_centre > 0:
+            terms["centre"] = self.params.lambda_centre * central_similarity(
+                out.h, self.centres, targets
+            )
         if self.decoder is not None:
             terms["rec"] = self.params.lambda_rec * (self.decoder(b) - x).pow(2).mean()
         return terms
