@@ -259,3 +259,27 @@ def test_consistency_without_corrupted_copies_is_refused():
     images = torch.randint(0, 256, (8, 3, 8, 8), dtype=torch.uint8)
     unchanged = augment(images, augmenting, torch.Generator()).inputs
     assert torch.equal(unchanged, images)  # no replacing
+
+
+def test_weight_average_is_validated_and_kept(tmp_path, monkeypatch):
+    """With train.ema the run keeps the moving average of every step's weights and
+    BatchNorm statistics (the first step's copied, then lerped at 1 - decay)."""
+    snapshots: list[dict[str, torch.Tensor]] = []
+    step = Trainer.train_step
+
+    def snapshotting(self, method, *args):
+        terms = step(self, method, *args)
+        snapshots.append({k: v.detach().clone() for k, v in method.state_dict().items()})
+        return terms
+
+    monkeypatch.setattr(Trainer, "train_step", snapshotting)
+    config = with_overrides(tiny(epochs=1), {"train.ema": 0.75, "train.max_steps": 3})
+    run = api.train(config, tmp_path / "run", progress=False)
+    assert len(snapshots) == 3
+    kept, last = run.model.state_dict(), snapshots[-1]
+    floats = [k for k, v in kept.items() if v.is_floating_point() and "num_batches" not in k]
+    expected = {k: snapshots[0][k] for k in floats}
+    for snapshot in snapshots[1:]:
+        expected = {k: 0.75 * expected[k] + 0.25 * snapshot[k] for k in floats}
+    assert all(torch.allclose(kept[k].cpu(), expected[k].cpu(), atol=1e-6) for k in floats)
+    assert not all(torch.equal(kept[k].cpu(), last[k].cpu()) for k in floats)

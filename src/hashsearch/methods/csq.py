@@ -35,6 +35,7 @@ class CSQ(HashingMethod):
 
     Params = CSQParams
     params: CSQParams
+    centres: torch.Tensor  # (K, bits) buffer
 
     def __init__(
         self,

@@ -65,6 +65,7 @@ class SAEH(HashingMethod):
 
     Params = SAEHParams
     params: SAEHParams
+    centres: torch.Tensor  # (K, bits) buffer
 
     def __init__(
         self,

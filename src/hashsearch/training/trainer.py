@@ -17,10 +17,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from hashsearch.config import TrainConfig
@@ -141,6 +142,7 @@ class Trainer:
             cfg.epochs * steps_per_epoch, cfg.max_steps or cfg.epochs * steps_per_epoch
         )
         optimizer, schedule = self._optimizer(method, total_steps)
+        averaged = weight_average(method, cfg.ema)
         result, started = TrainResult(best_state=_state_copy(method)), time.perf_counter()
         epochs = math.ceil(total_steps / steps_per_epoch)
         for epoch in range(1, epochs + 1):
@@ -155,12 +157,16 @@ class Trainer:
             )
             record = {
                 "epoch": epoch,
-                **self._epoch(method, images, targets, bar, augmenting, optimizer, schedule),
+                **self._epoch(
+                    method, images, targets, bar, augmenting, optimizer, schedule, averaged
+                ),
             }
             if epoch % cfg.eval_every == 0 or epoch == epochs:
-                average_buffers(method)  # every process validates the same model
-                record.update(self.validate(method, data))
-                result.consider(record, method)
+                scored = method if averaged is None else cast(HashingMethod, averaged.module)
+                scored.progress = method.progress
+                average_buffers(scored)  # every process validates the same model
+                record.update(self.validate(scored, data))
+                result.consider(record, scored)
             result.history.append(record)
             log.info(
                 "epoch %d/%d: %s",
@@ -196,8 +202,10 @@ class Trainer:
         generator: torch.Generator,
         optimizer: torch.optim.Optimizer,
         schedule: torch.optim.lr_scheduler.OneCycleLR,
+        averaged: AveragedModel | None = None,
     ) -> dict[str, float]:
-        """One pass over the batches `bar` yields; returns mean loss terms and wall time."""
+        """One pass over the batches `bar` yields, updating the weight average if any;
+        returns mean loss terms and wall time."""
         method.train()
         started, sums, done = time.perf_counter(), {}, 0
         rank, size = world()
@@ -212,6 +220,8 @@ class Trainer:
                     f"{schedule.last_epoch + 1}; lower train.lr (now {self.config.lr:g})"
                 )
             schedule.step()
+            if averaged is not None:
+                averaged.update_parameters(method)
             done += 1
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + value
@@ -312,6 +322,15 @@ class Trainer:
                 return None
             hits += float(truth[rows].gather(1, logits.argmax(dim=1, keepdim=True).cpu()).sum())
         return hits / max(1, len(data.val_images))
+
+
+def weight_average(method: HashingMethod, decay: float) -> AveragedModel | None:
+    """An exponential moving average of `method`'s weights and buffers (BatchNorm
+    statistics too, so the average is scored with statistics that match it); None at
+    decay 0."""
+    if decay == 0:
+        return None
+    return AveragedModel(method, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def code_inconsistency(copies: torch.Tensor, originals: torch.Tensor) -> torch.Tensor:
