@@ -180,7 +180,8 @@ class TrainConfig(_Strict):
     # Decay of an exponential moving average of the weights and BatchNorm statistics,
     # updated every step; validation scores the average and the run keeps it (the
     # weight averaging of fast CIFAR-10 recipes: it smooths the last steps' noise).
-    # 0: no average, the raw weights are scored and kept.
+    # The average spans about 1 / (1 - ema) steps, so keep that well under the run's
+    # steps. 0: no average, the raw weights are scored and kept.
     ema: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
 

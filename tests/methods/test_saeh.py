@@ -145,7 +145,7 @@ def test_lambda_quant_adds_the_weighted_quantisation_term():
 
 def test_lambda_centre_adds_csq_central_similarity_towards_class_centres():
     model = create_method(tiny_config(**{"method.params": {"lambda_centre": 0.5}}), 3, SHAPE)
-    assert torch.equal(model.centres, hash_centres(3, 16))  # saved with the weights
+    assert torch.equal(model.state_dict()["centres"], hash_centres(3, 16))  # saved with them
     images, targets = batch()
     x = model.normalize(images)
     out = model(x)

@@ -43,8 +43,11 @@ def test_same_seed_same_weights_and_bit_identical_codes_different_seed_different
     assert np.array_equal(first.features, second.features)
 
 
-def test_saved_weights_are_the_best_validation_epoch(tmp_path):
-    config = tiny(epochs=4)
+@pytest.mark.parametrize("ema", [0.0, 0.75])
+def test_saved_weights_are_the_best_validation_epoch(tmp_path, ema):
+    """The saved weights (the weight average with train.ema) score what validation
+    scored at the best epoch."""
+    config = with_overrides(tiny(epochs=4), {"train.ema": ema})
     run = api.train(config, tmp_path / "run", progress=False)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     scores = [r["val_map_all"] for r in metrics["history"]]
@@ -261,9 +264,10 @@ def test_consistency_without_corrupted_copies_is_refused():
     assert torch.equal(unchanged, images)  # no replacing
 
 
-def test_weight_average_is_validated_and_kept(tmp_path, monkeypatch):
+def test_weight_average_is_the_warmed_up_moving_average_of_every_step(tmp_path, monkeypatch):
     """With train.ema the run keeps the moving average of every step's weights and
-    BatchNorm statistics (the first step's copied, then lerped at 1 - decay)."""
+    BatchNorm statistics: the first step's copied, then lerped at 1 - min(decay,
+    (1 + n) / (10 + n)) after n steps; integer buffers follow the model."""
     snapshots: list[dict[str, torch.Tensor]] = []
     step = Trainer.train_step
 
@@ -277,9 +281,12 @@ def test_weight_average_is_validated_and_kept(tmp_path, monkeypatch):
     run = api.train(config, tmp_path / "run", progress=False)
     assert len(snapshots) == 3
     kept, last = run.model.state_dict(), snapshots[-1]
-    floats = [k for k, v in kept.items() if v.is_floating_point() and "num_batches" not in k]
+    floats = [k for k, v in kept.items() if v.is_floating_point()]
     expected = {k: snapshots[0][k] for k in floats}
-    for snapshot in snapshots[1:]:
-        expected = {k: 0.75 * expected[k] + 0.25 * snapshot[k] for k in floats}
+    for n, snapshot in enumerate(snapshots[1:], start=1):
+        rate = 1 - min(0.75, (1 + n) / (10 + n))  # 0.818, then 0.75
+        expected = {k: (1 - rate) * expected[k] + rate * snapshot[k] for k in floats}
     assert all(torch.allclose(kept[k].cpu(), expected[k].cpu(), atol=1e-6) for k in floats)
     assert not all(torch.equal(kept[k].cpu(), last[k].cpu()) for k in floats)
+    counts = [k for k in kept if k.endswith("num_batches_tracked")]
+    assert counts and all(torch.equal(kept[k].cpu(), last[k].cpu()) for k in counts)

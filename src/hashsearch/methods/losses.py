@@ -102,7 +102,7 @@ def pairwise_likelihood(inner: torch.Tensor, similar: torch.Tensor) -> torch.Ten
     The negative log-likelihood of DPSH (eq. 2) and HashNet (eq. 4), in softplus form so
     that a large |theta| neither overflows nor loses its gradient.
     """
-    return torch.nn.functional.softplus(inner) - similar * inner
+    return F.softplus(inner) - similar * inner
 
 
 def hash_centres(num_classes: int, bits: int, seed: int = CENTRE_SEED) -> torch.Tensor:
@@ -129,5 +129,8 @@ def central_similarity(
     Computed from the logits 2h, since sigmoid(2h) = (tanh(h) + 1) / 2: the same
     loss, but its gradient 2 (sigmoid(2h) - c) never vanishes, where through tanh
     it does once tanh rounds to exactly +-1 in float32 (|h| > 9).
+
+    Args:
+        h: (B, k) real-valued codes. centres: (K, k) in {-1, 1}. targets: (B, K) multi-hot.
     """
     return F.binary_cross_entropy_with_logits(2 * h.float(), item_centres(centres, targets))

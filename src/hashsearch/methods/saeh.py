@@ -40,7 +40,8 @@ class SAEHParams(MethodParams):
     # Weight of CSQ's central similarity term (`central_similarity`): every code pulled
     # towards a fixed centre of its class, so each class's codes stay close together
     # (wider within-class spread is what costs corruption-trained runs clean mAP,
-    # docs/robustness.md); 0 leaves eq. 4 as is.
+    # docs/robustness.md). It acts on h itself, as in CSQ, whatever the relaxation's
+    # scale; 0 leaves eq. 4 as is.
     lambda_centre: NonNegativeFloat = 0.0
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
     relaxation: Relaxation = "sign_ste"

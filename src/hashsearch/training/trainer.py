@@ -14,14 +14,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, cast
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from hashsearch.config import TrainConfig
@@ -133,7 +133,8 @@ class Trainer:
         progress: bool = True,
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
     ) -> TrainResult:
-        """Train, validate every `eval_every` epochs, and leave the best weights loaded."""
+        """Train, validate every `eval_every` epochs, and leave the best weights loaded
+        (the best weight average with `train.ema`)."""
         cfg, generator = self.config, seed_everything(self.seed)
         augmenting = data_parallel_generator(generator, self.seed, cfg.batch_size)
         images, targets = self._prepare(method, data)
@@ -163,7 +164,7 @@ class Trainer:
             }
             if epoch % cfg.eval_every == 0 or epoch == epochs:
                 scored = method if averaged is None else cast(HashingMethod, averaged.module)
-                scored.progress = method.progress
+                scored.progress = method.progress  # the copy's clock stopped when it was made
                 average_buffers(scored)  # every process validates the same model
                 record.update(self.validate(scored, data))
                 result.consider(record, scored)
@@ -202,7 +203,7 @@ class Trainer:
         generator: torch.Generator,
         optimizer: torch.optim.Optimizer,
         schedule: torch.optim.lr_scheduler.OneCycleLR,
-        averaged: AveragedModel | None = None,
+        averaged: AveragedModel | None,
     ) -> dict[str, float]:
         """One pass over the batches `bar` yields, updating the weight average if any;
         returns mean loss terms and wall time."""
@@ -327,10 +328,28 @@ class Trainer:
 def weight_average(method: HashingMethod, decay: float) -> AveragedModel | None:
     """An exponential moving average of `method`'s weights and buffers (BatchNorm
     statistics too, so the average is scored with statistics that match it); None at
-    decay 0."""
+    decay 0.
+
+    The decay warms up as timm's does, min(decay, (1 + n) / (10 + n)) after n steps,
+    so that the first steps' weights, far from any good model, fade out of the average
+    even in a run not much longer than 1 / (1 - decay) steps. Integer buffers (a
+    BatchNorm step count) are copied, not averaged.
+    """
     if decay == 0:
         return None
-    return AveragedModel(method, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+    @torch.no_grad()
+    def blend(
+        averages: Sequence[torch.Tensor], currents: Sequence[torch.Tensor], n: torch.Tensor | int
+    ) -> None:
+        rate = 1 - min(decay, (1 + float(n)) / (10 + float(n)))
+        for average, current in zip(averages, currents, strict=True):
+            if average.is_floating_point():
+                average.lerp_(current, rate)
+            else:
+                average.copy_(current)
+
+    return AveragedModel(method, multi_avg_fn=blend, use_buffers=True)
 
 
 def code_inconsistency(copies: torch.Tensor, originals: torch.Tensor) -> torch.Tensor:
