@@ -92,14 +92,11 @@ PRESETS.register("full-robust")(
 PRESETS.register("fast-robust")(
     {
         **PRESETS.get("fast"),
-        "method.params": {**PRESETS.get("fast")["method.params"], "lambda_centre": 1.0},
-        "train.augment": {
-            **PRESETS.get("fast")["train.augment"],
-            "corrupt": 0.25,
-            "color": 0.0,
-            "rotate": 0.0,
-        },
+        "train.augment.corrupt": 0.25,
+        "train.augment.color": 0.0,
+        "train.augment.rotate": 0.0,
         "backbone.whiten_eps": 0.2,
+        "method.params.lambda_centre": 1.0,
     }
 )
 

@@ -12,7 +12,7 @@ from hashsearch.config import AugmentConfig, with_overrides
 from hashsearch.methods import create_method
 from hashsearch.presets import preset_config
 from hashsearch.training.augment import augment, corrupted_copies, random_translate
-from hashsearch.training.trainer import Trainer, batches, code_inconsistency
+from hashsearch.training.trainer import Trainer, _state_copy, batches, code_inconsistency
 
 
 def tiny(seed=0, epochs=2):
@@ -273,7 +273,7 @@ def test_weight_average_is_the_warmed_up_moving_average_of_every_step(tmp_path, 
 
     def snapshotting(self, method, *args):
         terms = step(self, method, *args)
-        snapshots.append({k: v.detach().clone() for k, v in method.state_dict().items()})
+        snapshots.append(_state_copy(method))
         return terms
 
     monkeypatch.setattr(Trainer, "train_step", snapshotting)
