@@ -29,9 +29,14 @@ SHAPE = (3, 32, 32)
 
 
 def step_inputs(config):
-    """What one `train_step` call needs: trainer, model, optimiser, generator, a batch."""
+    """What one `train_step` call needs: trainer, model, optimiser, generator, a batch.
+
+    With `train.stem_epochs` set the stem is frozen: the step of the epochs after it.
+    """
     trainer = Trainer(config.train, config.seed)
     method = create_method(config, 10, SHAPE).to(memory_format=torch.channels_last)
+    if config.train.stem_epochs is not None:
+        method.encoder.backbone.train_stem(False)
     optimizer = torch.optim.SGD(method.parameters(), lr=0.01, momentum=0.9)
     generator = torch.Generator().manual_seed(0)
     batch = config.train.batch_size

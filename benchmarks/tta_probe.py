@@ -1,6 +1,6 @@
 """Would translation test-time averaging pay? Validation mAP of a run with and without it.
 
-    python benchmarks/tta_probe.py runs/bench/fast-48b-seed0 runs/bench/full-48b-seed0
+    python benchmarks/tta_probe.py runs/bench/fast-round2-48b-seed0 runs/bench/full-48b-seed0
 
 airbench averages its logits over the image and its copies shifted by one pixel
 (each with its mirror image). This probe does the same to the re-ranking feature

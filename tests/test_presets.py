@@ -7,6 +7,7 @@ import pytest
 from hashsearch.methods import create_method
 from hashsearch.presets import PRESETS, default_preset, preset_config
 from hashsearch.study import Cell, study_from_names
+from hashsearch.study.plan import STUDY_PRESETS
 
 
 @pytest.mark.parametrize("name", PRESETS.names())
@@ -33,3 +34,26 @@ def test_overrides_never_leak_into_the_preset_they_start_from():
     cells = [Cell(name, 48, 0) for name in ("saeh-robust", "saeh", "dsh")]
     corrupt = [study.run_config(cell).train.augment.corrupt for cell in cells]
     assert corrupt == [0.5, 0.0, 0.0]
+
+
+def test_fast_is_round_2s_recipe_with_round_5s_changes_and_the_study_keeps_round_2():
+    """The published figures of the method study and of fast-robust were measured on
+    round 2's `fast`; they must keep reproducing now that `fast` has moved on."""
+    old, new = (preset_config(name).model_dump() for name in ("fast-round2", "fast"))
+    changed = {
+        (section, key)
+        for section in old
+        if isinstance(old[section], dict)
+        for key in old[section]
+        if old[section][key] != new[section][key]
+    }
+    assert changed == {
+        ("backbone", "whiten_eps"),
+        ("method", "params"),
+        ("train", "stem_epochs"),
+        ("train", "epochs"),
+    }
+    assert new["method"]["params"] == {**old["method"]["params"], "lambda_centre": 1.0}
+    assert {STUDY_PRESETS.get(name).base for name in ("budget", "full")} == {"fast-round2"}
+    robust = preset_config("fast-robust")
+    assert robust.train.stem_epochs is None and robust.train.epochs == 14

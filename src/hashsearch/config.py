@@ -167,6 +167,11 @@ class TrainConfig(_Strict):
     # BatchNorm scales fixed at 1 (only the shifts train), as in airbench: with
     # scale-invariant convolutions a trainable scale only adds a direction to drift in.
     freeze_norm_scale: bool = False
+    # Epochs the backbone's stem trains (the whitening bias of `whitened`, as airbench's
+    # 3), then it is frozen: backpropagation then stops before the first full-resolution
+    # convolution's input gradient (docs/recipe.md, round 5). None: the stem trains
+    # throughout.
+    stem_epochs: NonNegativeInt | None = None
     augment: AugmentConfig = AugmentConfig()
     eval_every: PositiveInt = 1  # validate every N epochs; the best validation mAP is kept
     val_retrieval_size: PositiveInt = 5000  # training items the validation queries search

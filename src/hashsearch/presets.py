@@ -51,10 +51,11 @@ CIFAR10_RECIPE = {
     "encode.precision": "bf16",
 }
 
-# The fast preset: minutes on 2 cores. No decoder (it costs a fifth of the step) and no
-# extra conv in the first group (15% of the step): 30 s an epoch for the bare step,
-# 33 s in a real run (docs/recipe.md).
-PRESETS.register("fast")(
+# The fast preset of recipe round 2: minutes on 2 cores. No decoder (it costs a fifth of
+# the step) and no extra conv in the first group (15% of the step). It stays as
+# `fast-round2`, the shared recipe of the method study and the base of `fast-robust`,
+# so that their published tables keep reproducing.
+PRESETS.register("fast-round2")(
     {
         **CIFAR10_RECIPE,
         "backbone.widths": (32, 128, 128),
@@ -62,6 +63,20 @@ PRESETS.register("fast")(
         "method.params": {**CIFAR10_RECIPE["method.params"], "lambda_rec": 0.0},
         "train.epochs": 14,
         "train.eval_every": 7,
+    }
+)
+
+# The fast preset (recipe round 5, docs/recipe.md): round 2's network with the whitening
+# bias frozen after 3 epochs, which with the trainer's allocator setting makes the step
+# 1.16x as fast and pays for a 15th epoch; a gentler whitening stem and CSQ's
+# class-centre term (+0.016 validation mAP at 14 epochs). The CIFAR-10 demo follows it.
+PRESETS.register("fast")(
+    {
+        **PRESETS.get("fast-round2"),
+        "backbone.whiten_eps": 0.2,
+        "method.params.lambda_centre": 1.0,
+        "train.stem_epochs": 3,
+        "train.epochs": 15,
     }
 )
 
@@ -84,14 +99,14 @@ PRESETS.register("full-robust")(
 )
 
 # The fast preset for corrupted queries, chosen by the validation rule of
-# docs/robustness.md (two seeds: clean mAP +0.009 over `fast`, 91% of it kept at
+# docs/robustness.md (two seeds: clean mAP +0.009 over `fast-round2`, 91% of it kept at
 # severity 3): an eighth of the training images get noise, blur or zoom (brightness,
 # contrast and rotation draws are off: the gentler stem handles those), and each
 # code is pulled towards a fixed centre of its class, which keeps corrupted images
 # from spreading the classes' codes.
 PRESETS.register("fast-robust")(
     {
-        **PRESETS.get("fast"),
+        **PRESETS.get("fast-round2"),
         "train.augment.corrupt": 0.25,
         "train.augment.color": 0.0,
         "train.augment.rotate": 0.0,

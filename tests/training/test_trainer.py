@@ -290,3 +290,40 @@ def test_weight_average_is_the_warmed_up_moving_average_of_every_step(tmp_path, 
     assert not all(torch.equal(kept[k].cpu(), last[k].cpu()) for k in floats)
     counts = [k for k in kept if k.endswith("num_batches_tracked")]
     assert counts and all(torch.equal(kept[k].cpu(), last[k].cpu()) for k in counts)
+
+
+@pytest.mark.parametrize(
+    "backbone",
+    [
+        {"backbone.name": "resnet"},
+        {"backbone.name": "whitened"},
+        {"backbone.name": "dsh", "backbone.widths": (8, 8, 16), "backbone.blocks": (0, 0, 0)},
+    ],
+    ids=["resnet", "whitened", "dsh"],
+)
+def test_the_stem_trains_for_stem_epochs_then_stays_fixed(tmp_path, monkeypatch, backbone):
+    """train.stem_epochs: the stem's parameters move in the first epochs only, after which
+    they get no gradient at all (so backpropagation stops before the stem), while the
+    rest of the network keeps training; the trained model's stem is trainable again."""
+    moved: list[tuple[bool, bool]] = []  # per epoch: (stem moved, the rest moved)
+    epoch = Trainer._epoch
+
+    def watching(self, method, *args):
+        stem = method.encoder.backbone.stem_parameters()
+        ids = {id(p) for p in stem}
+        rest = [p for p in method.parameters() if id(p) not in ids]
+        before = [p.detach().clone() for p in (*stem, *rest)]
+        record = epoch(self, method, *args)
+        changed = [
+            not torch.equal(b, p.detach()) for b, p in zip(before, (*stem, *rest), strict=True)
+        ]
+        moved.append((any(changed[: len(stem)]), any(changed[len(stem) :])))
+        if len(moved) > 1:
+            assert all(p.grad is None for p in stem)
+        return record
+
+    monkeypatch.setattr(Trainer, "_epoch", watching)
+    config = with_overrides(tiny(epochs=3), {**backbone, "train.stem_epochs": 1})
+    run = api.train(config, tmp_path / "run", progress=False)
+    assert moved == [(True, True), (False, True), (False, True)]
+    assert all(p.requires_grad for p in run.model.encoder.backbone.stem_parameters())

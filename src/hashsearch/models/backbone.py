@@ -32,6 +32,20 @@ class Backbone(nn.Module):
     def fit(self, x: torch.Tensor) -> None:
         """Data-dependent initialisation from normalised training images; none by default."""
 
+    def stem_parameters(self) -> list[nn.Parameter]:
+        """The trainable parameters of the layers that read the image itself."""
+        raise NotImplementedError(f"{type(self).__name__} names no stem")
+
+    def train_stem(self, trainable: bool) -> None:
+        """Let the stem train or hold it fixed (`train.stem_epochs`).
+
+        While it is fixed, backpropagation ends at the first layer after the stem:
+        the gradient with respect to that layer's full-resolution input, the
+        costliest input gradient of the network, is never computed.
+        """
+        for parameter in self.stem_parameters():
+            parameter.requires_grad_(trainable)
+
 
 def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(
@@ -83,6 +97,9 @@ class ResNetBackbone(Backbone):
             )
         )
         self.out_dim = widths[-1]
+
+    def stem_parameters(self) -> list[nn.Parameter]:
+        return list(self.stem.parameters())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(x))
@@ -189,6 +206,9 @@ class WhitenedConvNet(Backbone):
     def fit(self, x: torch.Tensor) -> None:
         self.whiten.fit(x)
 
+    def stem_parameters(self) -> list[nn.Parameter]:
+        return [self.whiten.conv.bias]  # its filters never train
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.groups(F.gelu(self.whiten(x)))
         return torch.amax(x, dim=(2, 3))
@@ -226,6 +246,9 @@ class DSHNet(Backbone):
         )
         self.fc = nn.Sequential(nn.Linear(c3 * 16, self.hidden), nn.ReLU(inplace=True))
         self.out_dim = self.hidden
+
+    def stem_parameters(self) -> list[nn.Parameter]:
+        return list(self.convs[0].parameters())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.convs(x))

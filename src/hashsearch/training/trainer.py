@@ -25,7 +25,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from hashsearch.config import TrainConfig
-from hashsearch.device import check_device
+from hashsearch.device import check_device, retain_freed_memory
 from hashsearch.distributed import (
     average_buffers,
     average_gradients,
@@ -123,6 +123,8 @@ class Trainer:
         self.config = config
         self.device = process_device(config.device)
         self.seed = seed
+        if torch.device(self.device).type == "cpu":
+            retain_freed_memory()
         if config.threads:
             torch.set_num_threads(config.threads)
 
@@ -147,6 +149,8 @@ class Trainer:
         result, started = TrainResult(best_state=_state_copy(method)), time.perf_counter()
         epochs = math.ceil(total_steps / steps_per_epoch)
         for epoch in range(1, epochs + 1):
+            if cfg.stem_epochs is not None and epoch == cfg.stem_epochs + 1:
+                method.encoder.backbone.train_stem(False)
             steps = min(steps_per_epoch, total_steps - (epoch - 1) * steps_per_epoch)
             bar = tqdm(
                 islice(batches(len(images), cfg.batch_size, generator), steps),
@@ -178,6 +182,8 @@ class Trainer:
             if on_epoch is not None:
                 on_epoch(record)
         result.train_seconds = time.perf_counter() - started
+        if cfg.stem_epochs is not None:
+            method.encoder.backbone.train_stem(True)  # the model leaves as it came
         check_in_step(method)
         method.load_state_dict(result.best_state)
         return result
