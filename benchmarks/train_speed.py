@@ -20,6 +20,7 @@ import torch
 from bench_options import add_set_option, config_changes
 
 from hashsearch.api import environment
+from hashsearch.config import RunConfig
 from hashsearch.encoding import encode_images
 from hashsearch.methods import create_method
 from hashsearch.presets import preset_config
@@ -28,7 +29,7 @@ from hashsearch.training.trainer import Trainer
 SHAPE = (3, 32, 32)
 
 
-def step_inputs(config):
+def step_inputs(config: RunConfig) -> tuple[Trainer, tuple]:
     """What one `train_step` call needs: trainer, model, optimiser, generator, a batch.
 
     With `train.stem_epochs` set the stem is frozen: the step of the epochs after it.
@@ -46,7 +47,7 @@ def step_inputs(config):
     return trainer, (method, images, targets, generator, optimizer)
 
 
-def train_rate(config, steps: int) -> float:
+def train_rate(config: RunConfig, steps: int) -> float:
     trainer, inputs = step_inputs(config)
     for _ in range(2):  # warm-up: oneDNN picks kernels on the first calls
         trainer.train_step(*inputs)
@@ -56,7 +57,7 @@ def train_rate(config, steps: int) -> float:
     return steps * config.train.batch_size / (time.perf_counter() - started)
 
 
-def encode_rate(config, count: int) -> float:
+def encode_rate(config: RunConfig, count: int) -> float:
     method = create_method(config, 10, SHAPE)
     images = np.random.default_rng(0).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
     encode_images(method, images[:512], np.zeros(512))
@@ -65,7 +66,7 @@ def encode_rate(config, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def profile_step(config, steps: int = 4, rows: int = 12) -> str:
+def profile_step(config: RunConfig, steps: int = 4, rows: int = 12) -> str:
     """The torch profiler's table of the ops that take the step's time (self CPU time)."""
     trainer, inputs = step_inputs(config)
     trainer.train_step(*inputs)
