@@ -34,7 +34,9 @@ class Backbone(nn.Module):
 
     def stem_parameters(self) -> list[nn.Parameter]:
         """The trainable parameters of the layers that read the image itself."""
-        raise NotImplementedError(f"{type(self).__name__} names no stem")
+        raise HashsearchError(
+            f"backbone {type(self).__name__} names no stem to freeze; unset train.stem_epochs"
+        )
 
     def train_stem(self, trainable: bool) -> None:
         """Let the stem train or hold it fixed (`train.stem_epochs`).
