@@ -44,9 +44,9 @@ def retain_freed_memory(limit: int = 1 << 30) -> bool:
     blocks over 128 KiB with fresh mmap pages, which the kernel must fault in and
     zero, and raises that threshold by itself only after freeing such a block, at a
     moment that varies from run to run: epochs 4-7 of two `fast` runs took 27 s
-    in one and 31 s in the other (docs/recipe.md, round 5). The
-    cost is that up to `limit` bytes of freed memory stay with the process until it
-    exits. glibc releases that refuse a threshold over 32 MiB get 32 MiB.
+    in one and 31 s in the other (docs/recipe.md, round 5). The cost is that up to
+    `limit` bytes of freed memory stay with the process until it exits. glibc
+    releases that refuse a threshold over 32 MiB get 32 MiB.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
