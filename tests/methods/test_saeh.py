@@ -159,3 +159,23 @@ def test_lambda_centre_adds_csq_central_similarity_towards_class_centres():
     plain = create_method(tiny_config(), 3, SHAPE)
     assert "centre" not in plain.losses(x, targets, plain(x))
     assert "centres" not in plain.state_dict()  # old checkpoints load unchanged
+
+
+def test_lambda_feature_cls_adds_a_classifier_on_the_backbone_feature():
+    params = {"lambda_feature_cls": 0.5, "label_smoothing": 0.1}
+    model = create_method(tiny_config(**{"method.params": params}), 3, SHAPE)
+    images, targets = batch()
+    x = model.normalize(images)
+    out = model(x)
+    terms = model.losses(x, targets, out)
+    logits = model.feature_classifier(out.feature)
+    expected = soft_cross_entropy(logits, targets, 0.1)
+    assert terms["feature_cls"].item() == pytest.approx(0.5 * expected.item())
+    # it trains the backbone, whatever the code's relaxation does, and not the hash layer
+    terms["feature_cls"].backward()
+    backbone = model.encoder.backbone.parameters()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in backbone)
+    assert model.encoder.hash_layer.weight.grad is None  # it does not train the code
+    plain = create_method(tiny_config(), 3, SHAPE)
+    assert "feature_cls" not in plain.losses(x, targets, plain(x))
+    assert not any(k.startswith("feature_classifier") for k in plain.state_dict())

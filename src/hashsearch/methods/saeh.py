@@ -4,7 +4,9 @@ Encoder E(x) -> h, b = sign(h); a supervisory network (a linear classifier on
 the code) adds L_cls (eq. 1) and the pairwise L_sim (eq. 2); a decoder D(b)
 reconstructs the normalised image, L_rec (eq. 3); training minimises
 L = L_cls + lambda1 L_sim + lambda2 L_rec (eq. 4) with b relaxed as `relax` says.
-lambda2 = 0 removes the decoder entirely (the study's ablation).
+lambda2 = 0 removes the decoder entirely (the study's ablation). Optional terms,
+each off at 0: a quantisation term, CSQ's class-centre term and an auxiliary
+classifier on the backbone feature (`SAEHParams`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ class SAEHParams(MethodParams):
     # docs/robustness.md). It acts on h itself, as in CSQ, whatever the relaxation's
     # scale; 0 leaves eq. 4 as is.
     lambda_centre: NonNegativeFloat = 0.0
+    # Weight of an auxiliary cross-entropy from a linear classifier on the backbone
+    # feature (the head the fast CIFAR-10 recipes train): the code classifier's gradient
+    # reaches the backbone through tanh(beta h), which saturates as beta hardens, so
+    # late in training it teaches the backbone little. 0 leaves eq. 4 as is.
+    lambda_feature_cls: NonNegativeFloat = 0.0
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
     relaxation: Relaxation = "sign_ste"
     # The relaxation is tanh(beta h) with beta growing geometrically from 1 to this
@@ -84,6 +91,9 @@ class SAEH(HashingMethod):
         )
         if params.lambda_centre > 0:
             self.register_buffer("centres", hash_centres(num_classes, self.bits))
+        self.feature_classifier = (
+            nn.Linear(encoder.feature_dim, num_classes) if params.lambda_feature_cls > 0 else None
+        )
 
     def losses(
         self, x: torch.Tensor, targets: torch.Tensor, out: EncoderOutput
@@ -98,6 +108,10 @@ class SAEH(HashingMethod):
         if self.params.lambda_centre > 0:
             terms["centre"] = self.params.lambda_centre * central_similarity(
                 out.h, self.centres, targets
+            )
+        if self.feature_classifier is not None:
+            terms["feature_cls"] = self.params.lambda_feature_cls * soft_cross_entropy(
+                self.feature_classifier(out.feature), targets, self.params.label_smoothing
             )
         if self.decoder is not None:
             terms["rec"] = self.params.lambda_rec * (self.decoder(b) - x).pow(2).mean()
