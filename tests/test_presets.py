@@ -53,7 +53,8 @@ def test_fast_is_round_2s_recipe_with_round_5s_changes_and_the_study_keeps_round
         ("train", "stem_epochs"),
         ("train", "epochs"),
     }
-    assert new["method"]["params"] == {**old["method"]["params"], "lambda_centre": 1.0}
+    added = {"lambda_centre": 1.0, "lambda_feature_cls": 1.0}
+    assert new["method"]["params"] == {**old["method"]["params"], **added}
     assert {STUDY_PRESETS.get(name).base for name in ("budget", "full")} == {"fast-round2"}
     robust = preset_config("fast-robust")
     assert robust.train.stem_epochs is None and robust.train.epochs == 14
