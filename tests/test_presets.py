@@ -36,7 +36,7 @@ def test_overrides_never_leak_into_the_preset_they_start_from():
     assert corrupt == [0.5, 0.0, 0.0]
 
 
-def test_fast_is_round_2s_recipe_with_round_5s_changes_and_the_study_keeps_round_2():
+def test_fast_is_round_2s_recipe_with_later_rounds_changes_and_the_study_keeps_round_2():
     """The published figures of the method study and of fast-robust were measured on
     round 2's `fast`; they must keep reproducing now that `fast` has moved on."""
     old, new = (preset_config(name).model_dump() for name in ("fast-round2", "fast"))

@@ -61,7 +61,8 @@ class SAEHParams(MethodParams):
 
 @METHODS.register("saeh")
 class SAEH(HashingMethod):
-    """Supervised auto-encoder hashing; named losses ``cls``, ``sim``, ``rec``.
+    """Supervised auto-encoder hashing; named losses ``cls``, ``sim``, ``rec`` and the optional
+    ``quant``, ``centre``, ``feature_cls``.
 
     >>> from hashsearch.config import RunConfig
     >>> from hashsearch.methods import create_method
