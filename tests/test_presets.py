@@ -36,10 +36,10 @@ def test_overrides_never_leak_into_the_preset_they_start_from():
     assert corrupt == [0.5, 0.0, 0.0]
 
 
-def test_fast_is_round_2s_recipe_with_later_rounds_changes_and_the_study_keeps_round_2():
-    """The published figures of the method study and of fast-robust were measured on
-    round 2's `fast`; they must keep reproducing now that `fast` has moved on."""
-    old, new = (preset_config(name).model_dump() for name in ("fast-round2", "fast"))
+def changed_settings(old_name: str, new_name: str) -> tuple[set, dict, dict]:
+    """The (section, key) pairs in which preset `new_name` differs from `old_name`,
+    and the two presets' method parameters."""
+    old, new = (preset_config(name).model_dump() for name in (old_name, new_name))
     changed = {
         (section, key)
         for section in old
@@ -47,14 +47,35 @@ def test_fast_is_round_2s_recipe_with_later_rounds_changes_and_the_study_keeps_r
         for key in old[section]
         if old[section][key] != new[section][key]
     }
+    return changed, old["method"]["params"], new["method"]["params"]
+
+
+LATER_ROUNDS_PARAMS = {"lambda_centre": 1.0, "lambda_feature_cls": 1.0}
+
+
+def test_fast_is_round_2s_recipe_with_later_rounds_changes_and_the_study_keeps_round_2():
+    """The published figures of the method study and of fast-robust were measured on
+    round 2's `fast`; they must keep reproducing now that `fast` has moved on."""
+    changed, old_params, new_params = changed_settings("fast-round2", "fast")
     assert changed == {
         ("backbone", "whiten_eps"),
         ("method", "params"),
         ("train", "stem_epochs"),
         ("train", "epochs"),
     }
-    added = {"lambda_centre": 1.0, "lambda_feature_cls": 1.0}
-    assert new["method"]["params"] == {**old["method"]["params"], **added}
+    assert new_params == {**old_params, **LATER_ROUNDS_PARAMS}
     assert {STUDY_PRESETS.get(name).base for name in ("budget", "full")} == {"fast-round2"}
     robust = preset_config("fast-robust")
     assert robust.train.stem_epochs is None and robust.train.epochs == 14
+
+
+def test_full_is_round_2s_recipe_with_later_rounds_changes_and_full_robust_keeps_round_2():
+    """docs/robustness.md measured `full-robust` on round 2's `full`; adopting round 6's
+    changes in `full` (same epochs) must not move it."""
+    changed, old_params, new_params = changed_settings("full-round2", "full")
+    assert changed == {("backbone", "whiten_eps"), ("method", "params"), ("train", "stem_epochs")}
+    assert new_params == {**old_params, **LATER_ROUNDS_PARAMS}
+    robust = preset_config("full-robust")
+    assert robust.train.stem_epochs is None
+    assert "lambda_centre" not in robust.method.params
+    assert robust.backbone.widths == (64, 256, 256) and robust.train.epochs == 15

@@ -82,8 +82,10 @@ PRESETS.register("fast")(
     }
 )
 
-# The full preset: SAEH with its decoder on the airbench widths, sized for 30 minutes.
-PRESETS.register("full")(
+# The full preset of recipe round 2: SAEH with its decoder on the airbench widths, sized
+# for 30 minutes. It stays as `full-round2`, the base of `full-robust`, so that
+# docs/robustness.md keeps reproducing.
+PRESETS.register("full-round2")(
     {
         **CIFAR10_RECIPE,
         "backbone.widths": (64, 256, 256),
@@ -92,12 +94,26 @@ PRESETS.register("full")(
     }
 )
 
+# The full preset (recipe round 6, docs/recipe.md): round 2's network with the fast
+# preset's later changes (whitening bias frozen after 3 epochs, gentler stem, class-centre
+# term, feature classifier): validation mAP 0.8926 vs 0.8853 over three seeds, and
+# 11% less training time.
+PRESETS.register("full")(
+    {
+        **PRESETS.get("full-round2"),
+        "backbone.whiten_eps": 0.2,
+        "method.params.lambda_centre": 1.0,
+        "method.params.lambda_feature_cls": 1.0,
+        "train.stem_epochs": 3,
+    }
+)
+
 # The full preset for corrupted queries: a quarter of the training images get one random
 # corruption, and the whitening stem amplifies faint (noise) directions at most 2.2x;
 # picked from a validation-split grid (docs/robustness.md; the grid's rule preferred
 # eps alone at the budget size): keeps 92% of clean mAP at severity 3.
 PRESETS.register("full-robust")(
-    {**PRESETS.get("full"), "train.augment.corrupt": 0.25, "backbone.whiten_eps": 0.2}
+    {**PRESETS.get("full-round2"), "train.augment.corrupt": 0.25, "backbone.whiten_eps": 0.2}
 )
 
 # The fast preset for corrupted queries, chosen by the validation rule of
