@@ -5,7 +5,10 @@
 
 Prints the hardware and software it ran on, training wall time, mean epoch time,
 validation accuracy (model selection's view), and stage-1 and two-stage mAP@all
-and mAP@1000 on the protocol's query set. Each (preset, bits, seed) result is
+and mAP@1000 on the protocol's query set. Two-stage re-ranks the first
+`--candidates` (1,000) by `--rerank` (cosine): the design document's setting,
+or one chosen on the validation split by `benchmarks/refinement_choice.py`.
+Each (preset, bits, seed) result is
 appended to `--records` as one JSON record; a run directory that already holds a
 finished model is evaluated again instead of retrained, so an interrupted sweep
 resumes where it stopped. With several seeds it ends with mean +- std per
@@ -30,15 +33,24 @@ from hashsearch.presets import preset_config
 
 
 def run_one(
-    preset: str, data: str, bits: int, seed: int, changes: dict[str, Any], tag: str, out: Path
+    preset: str,
+    data: str,
+    bits: int,
+    seed: int,
+    changes: dict[str, Any],
+    tag: str,
+    out: Path,
+    stage2: tuple[str, int] = ("cosine", 1000),
 ) -> dict[str, Any]:
+    """Train (or reuse) one run and score its query set; `stage2` is (re-ranker, depth)."""
     overrides: dict[str, Any] = {"data.path": data, "method.bits": bits, "seed": seed, **changes}
     config = preset_config(preset, overrides)
     run_dir = out / f"{preset}{'-' + tag if tag else ''}-{bits}b-seed{seed}"
     run = api.finished_run(run_dir, config) or api.train(config, run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     started = time.perf_counter()
-    report = api.evaluate(run)
+    rerank, candidates = stage2
+    report = api.evaluate(run, candidates, rerank=rerank)
     history = metrics["history"]
     best = next(r for r in history if r["epoch"] == metrics["best_epoch"])
     return {
@@ -58,6 +70,8 @@ def run_one(
         "stage1_map_1000": report["stage1"]["map_1000"],
         "two_stage_map_all": report["two_stage"]["map_all"],
         "two_stage_map_1000": report["two_stage"]["map_1000"],
+        "rerank": rerank,
+        "candidates": candidates,
         "encode_and_evaluate_seconds": round(time.perf_counter() - started, 1),
         "environment": run.meta["environment"],
     }
@@ -67,7 +81,8 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
     records = json.loads(path.read_text()) if path.is_file() else []
 
     def key(r: dict[str, Any]) -> tuple:
-        return r["preset"], r.get("variant", ""), r["bits"], r["seed"]
+        stage2 = r.get("rerank", "cosine"), r.get("candidates", 1000)
+        return r["preset"], r.get("variant", ""), r["bits"], r["seed"], *stage2
 
     records = [r for r in records if key(r) != key(record)]
     path.write_text(json.dumps([*records, record], indent=2) + "\n")
@@ -84,6 +99,7 @@ def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for (preset, variant, bits), group in groups.items():
         row: dict[str, Any] = {"preset": preset, "variant": variant, "bits": bits}
+        row.update({k: group[0][k] for k in ("rerank", "candidates")})
         row["seeds"] = [r["seed"] for r in group]
         for key in SUMMARY_KEYS:
             values = [r[key] for r in group if r[key] is not None]
@@ -105,6 +121,10 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="name of this variant (run dir, record)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench"))
     parser.add_argument("--records", type=Path, default=None, help="JSON list to append to")
+    parser.add_argument(
+        "--rerank", default="cosine", help="stage 2 (chosen by benchmarks/refinement_choice.py)"
+    )
+    parser.add_argument("--candidates", type=int, default=1000, help="stage-1 list re-ranked")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     print(json.dumps(api.environment()), flush=True)
@@ -114,7 +134,16 @@ def main() -> None:
     done = []
     for bits in args.bits:
         for seed in args.seeds:
-            record = run_one(args.preset, args.data, bits, seed, changes, args.tag, args.out)
+            record = run_one(
+                args.preset,
+                args.data,
+                bits,
+                seed,
+                changes,
+                args.tag,
+                args.out,
+                (args.rerank, args.candidates),
+            )
             print(json.dumps({k: v for k, v in record.items() if k != "environment"}), flush=True)
             if args.records:
                 append_record(args.records, record)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import tarfile
@@ -12,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from hashsearch import api
 from hashsearch.cli import main
 from hashsearch.contact_sheet import CAPTION, CELL, GAP, PAD, fit_cell
 from hashsearch.data.decode import decode_image
@@ -412,6 +414,56 @@ def test_evaluate_corruptions_on_the_validation_split_leaves_the_query_set_alone
     assert {r["split"] for r in records} == {"val"}
     assert {r["queries"] for r in records} == {splits["val"]}
     code, _, err = run_cli(capsys, monkeypatch, "evaluate", *options, "--split", "test")
-    assert code != 0 and "unknown split 'test'" in err and len(err.strip().splitlines()) == 1
-    code, _, err = run_cli(capsys, monkeypatch, "evaluate", "--run", trained_run, "--split", "val")
-    assert code != 0 and "--split is for --corruptions" in err
+    assert code != 0 and "unknown evaluation split 'test'" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_on_the_validation_split_searches_the_training_images(
+    trained_run, tmp_path, capsys, monkeypatch
+):
+    """Settings are chosen on this report; it must never touch the query set's files."""
+    options = ("--run", trained_run, "--candidates", "50", "--out", tmp_path, "--json")
+    code, out, err = run_cli(capsys, monkeypatch, "evaluate", *options, "--split", "val")
+    assert code == 0, err
+    assert not (tmp_path / "evaluation.json").exists()
+    assert (tmp_path / "pr_curve-val.png").is_file()
+    report = json.loads((tmp_path / "evaluation-val.json").read_text())
+    splits = json.loads((trained_run / "run.json").read_text())["splits"]
+    assert report["settings"]["split"] == "val"
+    assert report["settings"]["num_database"] == splits["train"] != splits["database"]
+    code, out, err = run_cli(capsys, monkeypatch, "evaluate", *options)
+    query_report = json.loads((tmp_path / "evaluation.json").read_text())
+    assert code == 0 and query_report["settings"]["num_database"] == splits["database"]
+    assert query_report["stage1"]["map_all"] != report["stage1"]["map_all"]
+
+
+def test_refinement_choice_picks_the_best_validation_setting(
+    trained_run, tmp_path, capsys, monkeypatch
+):
+    """The benchmark's choice is the setting the validation split scores highest."""
+    path = Path(__file__).parents[1] / "benchmarks" / "refinement_choice.py"
+    spec = importlib.util.spec_from_file_location("refinement_choice", path)
+    choice_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(choice_script)
+    out = tmp_path / "choice.json"
+    argv = ["refinement_choice.py", "--runs", str(trained_run), "--candidates", "5", "50"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--rerank", "cosine", "bucket", "--out", str(out)])
+    choice_script.main()
+    found = json.loads(out.read_text())
+    assert {(r["rerank"], r["candidates"]) for r in found["records"]} == {
+        ("cosine", 5),
+        ("cosine", 50),
+        ("bucket", 5),
+        ("bucket", 50),
+    }
+    run = load_run(trained_run)
+    for record in found["records"]:
+        report = api.evaluate(run, record["candidates"], rerank=record["rerank"], split="val")
+        assert record["two_stage_map_all"] == pytest.approx(report["two_stage"]["map_all"])
+    best = max(found["records"], key=lambda r: r["two_stage_map_all"])
+    assert found["choice"]["mean_val_map_all"] == best["two_stage_map_all"]
+    assert (found["choice"]["rerank"], found["choice"]["candidates"]) == (
+        best["rerank"],
+        best["candidates"],
+    )
+    assert "chosen on validation" in capsys.readouterr().out

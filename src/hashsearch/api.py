@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -259,34 +260,53 @@ def remove_from_index(index_dir: Path, ids: list[str]) -> int:
         return index.remove(ids)
 
 
+EvaluationSplit = Literal["query", "val"]
+
+
+def searched_splits(split: str) -> tuple[str, str]:
+    """(queries, database) of an evaluation: the protocol's query set against its
+    database, or (`val`) the validation images against the training images, which
+    lets settings such as the re-ranking depth be chosen without the query set."""
+    pairs = {"query": ("query", "database"), "val": ("val", "train")}
+    if split not in pairs:
+        raise HashsearchError(f"unknown evaluation split {split!r}; use query or val")
+    return pairs[split]
+
+
 def evaluate(
     run: Run,
     candidates: int = 1000,
     radius: int | None = None,
-    rerank: str = "cosine",
+    rerank: str | Sequence[str] = "cosine",
     data_path: str | None = None,
     database: Encoded | None = None,
     query: Encoded | None = None,
+    split: EvaluationSplit = "query",
 ) -> dict[str, Any]:
-    """Stage-1 and two-stage metrics of the query split against the database split.
+    """Stage-1 and two-stage metrics of the query split against the database split
+    (or of `split` "val": validation images against training images).
 
     `database` and `query` may be passed when they are already encoded (e.g. read back
-    from an index), so that no split is encoded twice.
+    from an index), so that no split is encoded twice. `rerank` may name several
+    strategies, all scored on one stage-1 ranking (`evaluate_retrieval`).
     """
     check_search_args(candidates, radius)  # before encoding, not after
-    RERANKERS.get(rerank)
+    for name in [rerank] if isinstance(rerank, str) else rerank:
+        RERANKERS.get(name)
+    query_split, database_split = searched_splits(split)
     if query is None:
-        query, _ = encode_split(run, "query", data_path)
+        query, _ = encode_split(run, query_split, data_path)
     if database is None:
-        database, _ = encode_split(run, "database", data_path)
+        database, _ = encode_split(run, database_split, data_path)
     report = evaluate_retrieval(query, database, run.model.bits, candidates, radius, rerank)
     report["run"] = str(run.directory)
+    report["settings"]["split"] = split
     return report
 
 
-def write_report(report: dict[str, Any], directory: Path) -> Path:
-    """Save an evaluation report as `directory/evaluation.json`; its path."""
-    path = directory / "evaluation.json"
+def write_report(report: dict[str, Any], directory: Path, name: str = "evaluation.json") -> Path:
+    """Save an evaluation report as `directory/name`; its path."""
+    path = directory / name
     path.write_text(json.dumps(report, indent=2))
     return path
 
@@ -358,17 +378,16 @@ def evaluate_corruptions(
     candidates: int = 1000,
     queries_per_class: int | None = None,
     data_path: str | None = None,
-    split: Literal["query", "val"] = "query",
+    split: EvaluationSplit = "query",
 ) -> list[dict[str, Any]]:
     """`hashsearch.robustness.corruption_records` for a run: its query split (or
     `queries_per_class` of it, the same draw every time), corrupted, against its clean
     database. With `split="val"` the validation images query the training images
     instead, so that robustness settings can be chosen without the query set."""
     check_search_args(candidates, None)  # before encoding, not after
-    if split not in ("query", "val"):
-        raise HashsearchError(f"unknown split {split!r} for corrupted queries; use query or val")
+    query_split, database_split = searched_splits(split)
     dataset, splits = load_data(run.config, data_path)
-    rows, base = (splits.query, splits.database) if split == "query" else (splits.val, splits.train)
+    rows, base = splits.get(query_split), splits.get(database_split)
     if queries_per_class is not None:
         rows = query_sample(dataset.labels, rows, queries_per_class)
     device = run.config.train.device

@@ -308,14 +308,13 @@ def evaluate(
     split: Annotated[
         str,
         typer.Option(
-            help="With --corruptions: query (test queries, database) or val (validation "
-            "queries, training images: for choosing settings)."
+            help="query (test queries against the database) or val (validation queries "
+            "against the training images: for choosing settings without the query set)."
         ),
     ] = "query",
 ) -> None:
     """Evaluate stage 1 and two-stage retrieval of the query split against the database."""
-    if split != "query" and not corruptions:
-        raise HashsearchError("--split is for --corruptions; evaluate alone scores the query split")
+    api.searched_splits(split)  # a wrong name fails before the model is loaded
     if corruptions:
         records = api.evaluate_corruptions(
             open_run(run, device), CORRUPTIONS.names(), candidates, queries_per_class, data, split
@@ -327,14 +326,15 @@ def evaluate(
         ratio = severity_ratio(records, records[0]["method"])
         console.print(f"two-stage mAP at severity 3 / clean = {ratio:.3f}; records in {path}")
         return
-    report = api.evaluate(open_run(run, device), candidates, radius, rerank, data)
-    _publish(report, out or run, as_json)
+    report = api.evaluate(open_run(run, device), candidates, radius, rerank, data, split=split)
+    _publish(report, out or run, as_json, suffix="" if split == "query" else f"-{split}")
 
 
-def _publish(report: dict[str, Any], directory: Path, as_json: bool) -> None:
+def _publish(report: dict[str, Any], directory: Path, as_json: bool, suffix: str = "") -> None:
+    """Write `evaluation{suffix}.json` and `pr_curve{suffix}.png`; print the metrics."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = api.write_report(report, directory)
-    plot = plot_pr_curve(report, directory / "pr_curve.png")
+    path = api.write_report(report, directory, f"evaluation{suffix}.json")
+    plot = plot_pr_curve(report, directory / f"pr_curve{suffix}.png")
     if as_json:
         print(json.dumps(report))
     else:

@@ -179,3 +179,19 @@ def test_lambda_feature_cls_adds_a_classifier_on_the_backbone_feature():
     plain = create_method(tiny_config(), 3, SHAPE)
     assert "feature_cls" not in plain.losses(x, targets, plain(x))
     assert not any(k.startswith("feature_classifier") for k in plain.state_dict())
+
+
+def test_feature_label_smoothing_smooths_the_feature_classifier_alone():
+    params = {"lambda_feature_cls": 1.0, "label_smoothing": 0.0, "feature_label_smoothing": 0.3}
+    model = create_method(tiny_config(**{"method.params": params}), 3, SHAPE)
+    images, targets = batch()
+    x = model.normalize(images)
+    out = model(x)
+    terms = model.losses(x, targets, out)
+    features = soft_cross_entropy(model.feature_classifier(out.feature), targets, 0.3)
+    code = soft_cross_entropy(model.class_logits(out), targets, 0.0)
+    assert terms["feature_cls"].item() == pytest.approx(features.item())
+    assert terms["cls"].item() == pytest.approx(code.item())
+    assert features.item() != pytest.approx(
+        soft_cross_entropy(model.feature_classifier(out.feature), targets, 0.0).item()
+    )

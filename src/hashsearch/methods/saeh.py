@@ -51,6 +51,11 @@ class SAEHParams(MethodParams):
     # late in training it teaches the backbone little. 0 leaves eq. 4 as is.
     lambda_feature_cls: NonNegativeFloat = 0.0
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    # Label smoothing of the feature classifier alone; None: `label_smoothing`. Smoothing
+    # the code's classifier evens out the code's distances to every other class, which
+    # shapes the Hamming ranking; the feature's classifier only teaches the backbone,
+    # so the two may want different amounts.
+    feature_label_smoothing: Annotated[float | None, Field(ge=0, lt=1)] = None
     relaxation: Relaxation = "sign_ste"
     # The relaxation is tanh(beta h) with beta growing geometrically from 1 to this
     # value over training (HashNet's continuation): smooth gradients early, codes
@@ -111,8 +116,11 @@ class SAEH(HashingMethod):
                 out.h, self.centres, targets
             )
         if self.feature_classifier is not None:
+            smoothing = self.params.feature_label_smoothing
+            if smoothing is None:
+                smoothing = self.params.label_smoothing
             terms["feature_cls"] = self.params.lambda_feature_cls * soft_cross_entropy(
-                self.feature_classifier(out.feature), targets, self.params.label_smoothing
+                self.feature_classifier(out.feature), targets, smoothing
             )
         if self.decoder is not None:
             terms["rec"] = self.params.lambda_rec * (self.decoder(b) - x).pow(2).mean()
