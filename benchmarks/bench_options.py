@@ -1,5 +1,5 @@
-"""Options the benchmark scripts share: `--set dotted.key=VALUE`, and the run
-directories and threads of the scripts that probe trained runs."""
+"""Options the benchmark scripts share: `--set dotted.key=VALUE`, the stage-2
+options, and the run directories and threads of the scripts that probe trained runs."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from typing import Any
 import torch
 
 from hashsearch.cli import parse_assignments
+from hashsearch.rerank import RERANKERS
+
+# Stage-2 strategies a two-stage figure can name ("none" has no second stage).
+STAGE2_RERANKERS = [name for name in RERANKERS.names() if name != "none"]
 
 
 def add_set_option(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +24,14 @@ def add_set_option(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="config override dotted.key=VALUE (YAML value), repeatable",
     )
+
+
+def depth(text: str) -> int:
+    """A candidate-list length: a whole number of at least 1 (argparse type)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a candidate-list length must be at least 1, got {value}")
+    return value
 
 
 def config_changes(args: argparse.Namespace) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_options import add_set_option, config_changes
+from bench_options import STAGE2_RERANKERS, add_set_option, config_changes, depth
 
 from hashsearch import api
 from hashsearch.presets import preset_config
@@ -92,14 +92,14 @@ SUMMARY_KEYS = ("train_seconds", "accuracy", "stage1_map_all", "two_stage_map_al
 
 
 def summarize(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and sample standard deviation over seeds, per (preset, variant, bits)."""
+    """Mean and sample standard deviation over seeds, per (preset, variant, bits, stage 2)."""
+    names = ("preset", "variant", "bits", "rerank", "candidates")
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in records:
-        groups.setdefault((r["preset"], r["variant"], r["bits"]), []).append(r)
+        groups.setdefault(tuple(r[k] for k in names), []).append(r)
     rows = []
-    for (preset, variant, bits), group in groups.items():
-        row: dict[str, Any] = {"preset": preset, "variant": variant, "bits": bits}
-        row.update({k: group[0][k] for k in ("rerank", "candidates")})
+    for key, group in groups.items():
+        row: dict[str, Any] = dict(zip(names, key, strict=True))
         row["seeds"] = [r["seed"] for r in group]
         for key in SUMMARY_KEYS:
             values = [r[key] for r in group if r[key] is not None]
@@ -122,9 +122,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench"))
     parser.add_argument("--records", type=Path, default=None, help="JSON list to append to")
     parser.add_argument(
-        "--rerank", default="cosine", help="stage 2 (chosen by benchmarks/refinement_choice.py)"
+        "--rerank",
+        default="cosine",
+        choices=STAGE2_RERANKERS,
+        help="stage 2 (chosen by benchmarks/refinement_choice.py)",
     )
-    parser.add_argument("--candidates", type=int, default=1000, help="stage-1 list re-ranked")
+    parser.add_argument("--candidates", type=depth, default=1000, help="stage-1 list re-ranked")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     print(json.dumps(api.environment()), flush=True)

@@ -22,21 +22,25 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from bench_options import STAGE2_RERANKERS, depth
+
 from hashsearch import api
 from hashsearch.run import load_run
 
 
 def validation_scores(
-    run_dir: Path, data: str | None, rerankers: list[str], depths: list[int]
+    run_dir: Path, data: str | None, rerankers: list[str], depths: list[int], device: str
 ) -> list[dict[str, Any]]:
     """One record per (re-ranker, depth): the run's validation stage-1 and two-stage mAP@all."""
-    run = load_run(run_dir)
+    run = load_run(run_dir, device)
     query_split, database_split = api.searched_splits("val")
     query, _ = api.encode_split(run, query_split, data)
     database, _ = api.encode_split(run, database_split, data)
     records = []
-    for depth in depths:
-        report = api.evaluate(run, depth, None, rerankers, data, database, query, split="val")
+    for candidates in depths:
+        report = api.evaluate(
+            run, candidates, rerank=rerankers, database=database, query=query, split="val"
+        )
         for name, metrics in report["refinements"].items():
             records.append(
                 {
@@ -44,7 +48,7 @@ def validation_scores(
                     "bits": run.model.bits,
                     "seed": run.config.seed,
                     "rerank": name,
-                    "candidates": depth,
+                    "candidates": candidates,
                     "stage1_map_all": report["stage1"]["map_all"],
                     "two_stage_map_all": metrics["map_all"],
                 }
@@ -65,14 +69,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run directories")
     parser.add_argument("--data", default=None, help="data path if not the runs' own")
-    parser.add_argument("--rerank", nargs="+", default=["cosine", "bucket", "fusion"])
-    parser.add_argument("--candidates", type=int, nargs="+", default=[1000, 2500, 5000])
+    parser.add_argument(
+        "--rerank", nargs="+", choices=STAGE2_RERANKERS, default=["cosine", "bucket", "fusion"]
+    )
+    parser.add_argument("--candidates", type=depth, nargs="+", default=[1000, 2500, 5000])
+    parser.add_argument("--device", default="cpu", help="where the runs encode (cpu, cuda, ...)")
     parser.add_argument("--out", type=Path, default=None, help="JSON with every score")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     records: list[dict[str, Any]] = []
-    for run_dir in args.runs:
-        found = validation_scores(run_dir, args.data, args.rerank, args.candidates)
+    # A run named twice (overlapping globs) would count twice in the mean.
+    for run_dir in {path.resolve(): path for path in args.runs}.values():
+        found = validation_scores(run_dir, args.data, args.rerank, args.candidates, args.device)
         records += found
         print(f"{run_dir}: validation stage 1 {found[0]['stage1_map_all']:.4f}")
         for r in found:

@@ -441,15 +441,21 @@ def test_refinement_choice_picks_the_best_validation_setting(
     trained_run, tmp_path, capsys, monkeypatch
 ):
     """The benchmark's choice is the setting the validation split scores highest."""
-    path = Path(__file__).parents[1] / "benchmarks" / "refinement_choice.py"
-    spec = importlib.util.spec_from_file_location("refinement_choice", path)
+    benchmarks = Path(__file__).parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(benchmarks)  # as `python benchmarks/...` would have it
+    spec = importlib.util.spec_from_file_location(
+        "refinement_choice", benchmarks / "refinement_choice.py"
+    )
     choice_script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(choice_script)
     out = tmp_path / "choice.json"
-    argv = ["refinement_choice.py", "--runs", str(trained_run), "--candidates", "5", "50"]
+    # the same run twice counts once
+    argv = ["refinement_choice.py", "--runs", str(trained_run), str(trained_run), "--candidates"]
+    argv += ["5", "50"]
     monkeypatch.setattr(sys, "argv", [*argv, "--rerank", "cosine", "bucket", "--out", str(out)])
     choice_script.main()
     found = json.loads(out.read_text())
+    assert len(found["records"]) == 4
     assert {(r["rerank"], r["candidates"]) for r in found["records"]} == {
         ("cosine", 5),
         ("cosine", 50),
@@ -467,3 +473,8 @@ def test_refinement_choice_picks_the_best_validation_setting(
         best["candidates"],
     )
     assert "chosen on validation" in capsys.readouterr().out
+    for bad in (["--rerank", "none"], ["--candidates", "0"]):  # refused before any encoding
+        monkeypatch.setattr(sys, "argv", [*argv, *bad])
+        with pytest.raises(SystemExit):
+            choice_script.main()
+        assert bad[1] in capsys.readouterr().err

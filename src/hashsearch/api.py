@@ -287,18 +287,22 @@ def evaluate(
     (or of `split` "val": validation images against training images).
 
     `database` and `query` may be passed when they are already encoded (e.g. read back
-    from an index), so that no split is encoded twice. `rerank` may name several
-    strategies, all scored on one stage-1 ranking (`evaluate_retrieval`).
+    from an index), so that no split is encoded twice; they must then be `split`'s,
+    which only labels the report. `rerank` may name several strategies, all scored
+    on one stage-1 ranking (`evaluate_retrieval`).
     """
     check_search_args(candidates, radius)  # before encoding, not after
-    for name in [rerank] if isinstance(rerank, str) else rerank:
+    names = [rerank] if isinstance(rerank, str) else list(rerank)
+    if not names:
+        raise HashsearchError("no re-ranker named; name one of " + ", ".join(RERANKERS.names()))
+    for name in names:
         RERANKERS.get(name)
     query_split, database_split = searched_splits(split)
     if query is None:
         query, _ = encode_split(run, query_split, data_path)
     if database is None:
         database, _ = encode_split(run, database_split, data_path)
-    report = evaluate_retrieval(query, database, run.model.bits, candidates, radius, rerank)
+    report = evaluate_retrieval(query, database, run.model.bits, candidates, radius, names)
     report["run"] = str(run.directory)
     report["settings"]["split"] = split
     return report

@@ -313,21 +313,23 @@ def evaluate(
         ),
     ] = "query",
 ) -> None:
-    """Evaluate stage 1 and two-stage retrieval of the query split against the database."""
+    """Evaluate stage 1 and two-stage retrieval of the query split against the database
+    (or, with --split val, of the validation images against the training images)."""
     api.searched_splits(split)  # a wrong name fails before the model is loaded
+    suffix = "" if split == "query" else f"-{split}"  # the query split's files keep their names
     if corruptions:
         records = api.evaluate_corruptions(
             open_run(run, device), CORRUPTIONS.names(), candidates, queries_per_class, data, split
         )
-        name = "corruptions.json" if split == "query" else f"corruptions-{split}.json"
-        path = (out or run) / name  # a study cell's robustness.json is another
+        # a study cell's robustness.json is another file
+        path = (out or run) / f"corruptions{suffix}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(records, indent=1))
         ratio = severity_ratio(records, records[0]["method"])
         console.print(f"two-stage mAP at severity 3 / clean = {ratio:.3f}; records in {path}")
         return
     report = api.evaluate(open_run(run, device), candidates, radius, rerank, data, split=split)
-    _publish(report, out or run, as_json, suffix="" if split == "query" else f"-{split}")
+    _publish(report, out or run, as_json, suffix)
 
 
 def _publish(report: dict[str, Any], directory: Path, as_json: bool, suffix: str = "") -> None:

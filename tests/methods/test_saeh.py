@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 from hashsearch.config import RunConfig, with_overrides
 from hashsearch.errors import HashsearchError
@@ -15,6 +16,7 @@ from hashsearch.methods.losses import (
     same_label,
     soft_cross_entropy,
 )
+from hashsearch.methods.saeh import SAEHParams
 from hashsearch.training.trainer import Trainer, TrainingData
 
 SHAPE = (1, 8, 8)
@@ -195,3 +197,5 @@ def test_feature_label_smoothing_smooths_the_feature_classifier_alone():
     assert features.item() != pytest.approx(
         soft_cross_entropy(model.feature_classifier(out.feature), targets, 0.0).item()
     )
+    with pytest.raises(ValidationError, match="feature_label_smoothing"):
+        SAEHParams(feature_label_smoothing=1.0)

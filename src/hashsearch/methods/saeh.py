@@ -54,7 +54,8 @@ class SAEHParams(MethodParams):
     # Label smoothing of the feature classifier alone; None: `label_smoothing`. Smoothing
     # the code's classifier evens out the code's distances to every other class, which
     # shapes the Hamming ranking; the feature's classifier only teaches the backbone,
-    # so the two may want different amounts.
+    # so the two may want different amounts. Without that classifier
+    # (lambda_feature_cls 0) it has nothing to act on.
     feature_label_smoothing: Annotated[float | None, Field(ge=0, lt=1)] = None
     relaxation: Relaxation = "sign_ste"
     # The relaxation is tanh(beta h) with beta growing geometrically from 1 to this
