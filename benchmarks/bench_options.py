@@ -10,7 +10,9 @@ from typing import Any
 import torch
 
 from hashsearch.cli import parse_assignments
+from hashsearch.errors import HashsearchError
 from hashsearch.rerank import RERANKERS
+from hashsearch.search import check_search_args
 
 # Stage-2 strategies a two-stage figure can name ("none" has no second stage).
 STAGE2_RERANKERS = [name for name in RERANKERS.names() if name != "none"]
@@ -27,10 +29,12 @@ def add_set_option(parser: argparse.ArgumentParser) -> None:
 
 
 def depth(text: str) -> int:
-    """A candidate-list length: a whole number of at least 1 (argparse type)."""
+    """A candidate-list length, by search's own rule (argparse type)."""
     value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"a candidate-list length must be at least 1, got {value}")
+    try:
+        check_search_args(value, None)
+    except HashsearchError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
     return value
 
 

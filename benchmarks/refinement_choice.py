@@ -61,8 +61,8 @@ def best_setting(records: list[dict[str, Any]]) -> dict[str, Any]:
     settings: dict[tuple[str, int], list[float]] = {}
     for r in records:
         settings.setdefault((r["rerank"], r["candidates"]), []).append(r["two_stage_map_all"])
-    (rerank, depth), scores = max(settings.items(), key=lambda item: statistics.mean(item[1]))
-    return {"rerank": rerank, "candidates": depth, "mean_val_map_all": statistics.mean(scores)}
+    (rerank, candidates), scores = max(settings.items(), key=lambda kv: statistics.mean(kv[1]))
+    return {"rerank": rerank, "candidates": candidates, "mean_val_map_all": statistics.mean(scores)}
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from hashsearch.data.protocols import Splits, make_splits, query_sample
 from hashsearch.distributed import is_main_process, world
 from hashsearch.encoding import Encoded, encode_images
 from hashsearch.errors import HashsearchError
-from hashsearch.evaluation import evaluate_retrieval
+from hashsearch.evaluation import evaluate_retrieval, reranker_names
 from hashsearch.index import Backend, HashIndex
 from hashsearch.index.features import DEFAULT_PQ_BYTES
 from hashsearch.index.store import FLAT, model_fingerprint
@@ -292,11 +292,7 @@ def evaluate(
     on one stage-1 ranking (`evaluate_retrieval`).
     """
     check_search_args(candidates, radius)  # before encoding, not after
-    names = [rerank] if isinstance(rerank, str) else list(rerank)
-    if not names:
-        raise HashsearchError("no re-ranker named; name one of " + ", ".join(RERANKERS.names()))
-    for name in names:
-        RERANKERS.get(name)
+    names = reranker_names(rerank)
     query_split, database_split = searched_splits(split)
     if query is None:
         query, _ = encode_split(run, query_split, data_path)

@@ -33,6 +33,17 @@ def hamming_distances(signs_q: np.ndarray, signs_b: np.ndarray) -> np.ndarray:
     return ((signs_q.shape[1] - inner) * 0.5).astype(np.uint16)
 
 
+def reranker_names(rerank: str | Sequence[str]) -> list[str]:
+    """`rerank` as a list of registered strategy names; a one-line error for an unknown
+    name or an empty list (callers run it before encoding anything)."""
+    names = [rerank] if isinstance(rerank, str) else list(rerank)
+    if not names:
+        raise HashsearchError("no re-ranker named; name one of " + ", ".join(RERANKERS.names()))
+    for name in names:
+        RERANKERS.get(name)
+    return names
+
+
 def evaluate_retrieval(
     query: Encoded,
     database: Encoded,
@@ -52,7 +63,7 @@ def evaluate_retrieval(
     but "none", and "candidate_set" the mean number of candidates and their
     recall (the share of all relevant items that stage 1 passes to stage 2).
     """
-    names = [rerank] if isinstance(rerank, str) else list(rerank)
+    names = reranker_names(rerank)
     rerankers = {name: RERANKERS.get(name) for name in names}
     check_search_args(candidates, radius)
     if len(database.codes) == 0:
