@@ -63,10 +63,12 @@ def test_fast_is_round_2s_recipe_with_later_rounds_changes_and_the_study_keeps_r
         ("train", "stem_epochs"),
         ("train", "epochs"),
     }
-    assert new_params == {**old_params, **LATER_ROUNDS_PARAMS, "lambda_centre": 1.0}
+    centre = {"lambda_centre": 1.0, "centre_layout": "blocks"}
+    assert new_params == {**old_params, **LATER_ROUNDS_PARAMS, **centre}
     assert {STUDY_PRESETS.get(name).base for name in ("budget", "full")} == {"fast-round2"}
     robust = preset_config("fast-robust")
     assert robust.train.stem_epochs is None and robust.train.epochs == 14
+    assert "centre_layout" not in robust.method.params  # CSQ's centres, as measured
 
 
 def test_full_is_round_2s_recipe_with_later_rounds_changes_and_full_robust_keeps_round_2():

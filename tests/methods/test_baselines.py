@@ -89,6 +89,26 @@ def test_csq_centres_are_far_apart():
     assert torch.equal(random, hash_centres(10, 48))  # fixed, whatever the run's seed
 
 
+@pytest.mark.parametrize("bits", [12, 24, 48, 100])
+def test_block_centres_stay_half_the_code_apart_where_csq_random_bits_do_not(bits):
+    def closest(centres):
+        distances = (bits - centres @ centres.T) / 2
+        return distances[~torch.eye(10, dtype=bool)].min().item()
+
+    blocks = hash_centres(10, bits, "blocks")
+    assert blocks.shape == (10, bits) and set(blocks.unique().tolist()) == {-1.0, 1.0}
+    assert len({tuple(row) for row in blocks.tolist()}) == 10
+    if bits in (24, 48):  # 12 = 8 + 4 and 100 = 64 + 32 + 4 end in a part too short
+        assert closest(blocks) >= bits / 2  # for 10 centres, which gets random bits
+    assert closest(blocks) > closest(hash_centres(10, bits, "csq"))
+    assert torch.equal(blocks, hash_centres(10, bits, "blocks"))  # fixed, whatever the seed
+
+
+@pytest.mark.parametrize("bits", [16, 32, 64])
+def test_centre_layouts_agree_at_a_power_of_two(bits):
+    assert torch.equal(hash_centres(10, bits, "blocks"), hash_centres(10, bits, "csq"))
+
+
 def test_csq_loss_hand_computed():
     model = method("csq", bits=2, lambda_quant=0.5)
     model.centres = torch.tensor([[1.0, -1.0], [1.0, 1.0]])

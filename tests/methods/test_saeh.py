@@ -154,6 +154,9 @@ def test_lambda_centre_adds_csq_central_similarity_towards_class_centres():
     terms = model.losses(x, targets, out)
     expected = central_similarity(out.h, hash_centres(3, 16), targets)
     assert terms["centre"].item() == pytest.approx(0.5 * expected.item())
+    blocks = {"lambda_centre": 0.5, "centre_layout": "blocks"}
+    spread = create_method(tiny_config(**{"method.params": blocks, "method.bits": 48}), 3, SHAPE)
+    assert torch.equal(spread.state_dict()["centres"], hash_centres(3, 48, "blocks"))
     # a code at its class centre scores lower than the same code at another class's
     at_centre = central_similarity(10 * model.centres[:1], model.centres, targets[:1])
     elsewhere = central_similarity(10 * model.centres[1:2], model.centres, targets[:1])

@@ -12,6 +12,7 @@ from scipy.linalg import hadamard
 CENTRE_SEED = 0  # hash centres are part of a method, not of the run's seed
 
 Relaxation = Literal["tanh", "sign_ste", "sign_identity"]
+CentreLayout = Literal["csq", "blocks"]
 
 
 def binary(h: torch.Tensor) -> torch.Tensor:
@@ -105,14 +106,30 @@ def pairwise_likelihood(inner: torch.Tensor, similar: torch.Tensor) -> torch.Ten
     return F.softplus(inner) - similar * inner
 
 
-def hash_centres(num_classes: int, bits: int, seed: int = CENTRE_SEED) -> torch.Tensor:
-    """(K, k) class centres in {-1, 1} (CSQ, section 3.2): Hadamard rows and their
-    negations where they suffice (k a power of two, 2k >= K), else random bits."""
-    if bits & (bits - 1) == 0 and num_classes <= 2 * bits:
-        rows = hadamard(bits)
-        return torch.from_numpy(np.concatenate([rows, -rows])[:num_classes]).float()
+def hash_centres(
+    num_classes: int, bits: int, layout: CentreLayout = "csq", seed: int = CENTRE_SEED
+) -> torch.Tensor:
+    """(K, k) class centres in {-1, 1}, far apart so that classes keep apart in Hamming space.
+
+    `layout` "csq" is CSQ's rule (section 3.2): Hadamard rows and their negations where
+    they suffice (k a power of two, 2k >= K), else random bits; at k = 48 and K = 10
+    random bits leave two centres only 17 bits apart. "blocks" splits k into its powers
+    of two (48 = 32 + 16) and gives each part its own Hadamard rows, so every pair of
+    centres differs in at least k/2 bits (exactly 24 at 48 bits); a part too short for
+    K centres (2p < K) gets random bits. At a power of two the two layouts agree.
+    """
     rng = np.random.default_rng(seed)
-    return torch.from_numpy(rng.integers(0, 2, (num_classes, bits)) * 2.0 - 1.0).float()
+    parts = [1 << i for i in reversed(range(bits.bit_length())) if bits >> i & 1]
+    if layout == "csq" and len(parts) > 1:
+        parts = [bits]
+    blocks = []
+    for part in parts:
+        if part & (part - 1) == 0 and num_classes <= 2 * part:
+            rows = hadamard(part)
+            blocks.append(np.concatenate([rows, -rows])[:num_classes])
+        else:
+            blocks.append(rng.integers(0, 2, (num_classes, part)) * 2 - 1)
+    return torch.from_numpy(np.concatenate(blocks, axis=1)).float()
 
 
 def item_centres(centres: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

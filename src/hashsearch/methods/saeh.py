@@ -19,6 +19,7 @@ from torch import nn
 
 from hashsearch.methods.base import METHODS, HashingMethod, MethodParams
 from hashsearch.methods.losses import (
+    CentreLayout,
     Relaxation,
     central_similarity,
     continuation_scale,
@@ -45,6 +46,11 @@ class SAEHParams(MethodParams):
     # docs/robustness.md). It acts on h itself, as in CSQ, whatever the relaxation's
     # scale; 0 leaves eq. 4 as is.
     lambda_centre: NonNegativeFloat = 0.0
+    # Where the class centres lie (`hash_centres`): "csq", CSQ's rule (random bits unless
+    # the code length is a power of two), or "blocks", Hadamard rows per power-of-two
+    # part, so that centres stay k/2 bits apart at any code length (48 bits: 24 apart,
+    # where CSQ's random bits leave two centres 17 apart).
+    centre_layout: CentreLayout = "csq"
     # Weight of an auxiliary cross-entropy from a linear classifier on the backbone
     # feature (the head the fast CIFAR-10 recipes train): the code classifier's gradient
     # reaches the backbone through tanh(beta h), which saturates as beta hardens, so
@@ -97,7 +103,9 @@ class SAEH(HashingMethod):
             else None
         )
         if params.lambda_centre > 0:
-            self.register_buffer("centres", hash_centres(num_classes, self.bits))
+            self.register_buffer(
+                "centres", hash_centres(num_classes, self.bits, params.centre_layout)
+            )
         self.feature_classifier = (
             nn.Linear(encoder.feature_dim, num_classes) if params.lambda_feature_cls > 0 else None
         )
