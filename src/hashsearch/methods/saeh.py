@@ -48,8 +48,8 @@ class SAEHParams(MethodParams):
     lambda_centre: NonNegativeFloat = 0.0
     # Where the class centres lie (`hash_centres`): "csq", CSQ's rule (random bits unless
     # the code length is a power of two), or "blocks", Hadamard rows per power-of-two
-    # part, so that centres stay k/2 bits apart at any code length (48 bits: 24 apart,
-    # where CSQ's random bits leave two centres 17 apart).
+    # part, so that centres stay at least k/2 bits apart when every part has room for
+    # half the classes (48 bits: 24 apart, where CSQ's random bits leave two 17 apart).
     centre_layout: CentreLayout = "csq"
     # Weight of an auxiliary cross-entropy from a linear classifier on the backbone
     # feature (the head the fast CIFAR-10 recipes train): the code classifier's gradient
