@@ -119,9 +119,8 @@ def hash_centres(
     K centres (2p < K) gets random bits. At a power of two the two layouts agree.
     """
     rng = np.random.default_rng(seed)
-    parts = [1 << i for i in reversed(range(bits.bit_length())) if bits >> i & 1]
-    if layout == "csq" and len(parts) > 1:
-        parts = [bits]
+    powers = [1 << i for i in reversed(range(bits.bit_length())) if bits >> i & 1]
+    parts = powers if layout == "blocks" else [bits]
     blocks = []
     for part in parts:
         if part & (part - 1) == 0 and num_classes <= 2 * part:
