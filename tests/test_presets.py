@@ -64,7 +64,8 @@ def test_fast_is_round_2s_recipe_with_later_rounds_changes_and_the_study_keeps_r
         ("train", "epochs"),
     }
     centre = {"lambda_centre": 1.0, "centre_layout": "blocks"}
-    assert new_params == {**old_params, **LATER_ROUNDS_PARAMS, **centre}
+    pairwise = {"lambda_sim": 0.1}  # round 11, chosen on the 5,000-image selection split
+    assert new_params == {**old_params, **LATER_ROUNDS_PARAMS, **centre, **pairwise}
     assert {STUDY_PRESETS.get(name).base for name in ("budget", "full")} == {"fast-round2"}
     robust = preset_config("fast-robust")
     assert robust.train.stem_epochs is None and robust.train.epochs == 14
