@@ -34,7 +34,8 @@ SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 
 
 def reencode(data: bytes, quality: int, subsampling: str) -> tuple[bytes, float]:
-    """The image re-encoded, and the squared error per pixel value it added."""
+    """The image re-encoded (as RGB, like the loader reads it), and the mean squared
+    error the re-encoding added to its pixel values."""
     with Image.open(io.BytesIO(data)) as image:
         pixels = np.asarray(image.convert("RGB"))
     out = io.BytesIO()
