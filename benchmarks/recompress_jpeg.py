@@ -28,20 +28,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from hashsearch.data.decode import decode_image
+from hashsearch.errors import HashsearchError
 
 SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 
 
-def reencode(data: bytes, quality: int, subsampling: str) -> tuple[bytes, float]:
-    """The image re-encoded (as RGB, like the loader reads it), and the mean squared
-    error the re-encoding added to its pixel values."""
-    with Image.open(io.BytesIO(data)) as image:
-        pixels = np.asarray(image.convert("RGB"))
+def reencode(data: bytes, name: str, quality: int, subsampling: str) -> tuple[bytes, float]:
+    """The image re-encoded, and the mean squared error the re-encoding added to its
+    pixel values; both sides decoded by the loader's own `decode_image`."""
+    pixels = decode_image(data, name)
     out = io.BytesIO()
     Image.fromarray(pixels).save(out, "JPEG", quality=quality, subsampling=SUBSAMPLING[subsampling])
-    with Image.open(io.BytesIO(out.getvalue())) as image:
-        again = np.asarray(image.convert("RGB"))
+    again = decode_image(out.getvalue(), name)
     error = float(np.mean((pixels.astype(np.float64) - again.astype(np.float64)) ** 2))
     return out.getvalue(), error
 
@@ -66,11 +67,10 @@ def write_reencoded(
             data = handle.read()
             if member.name.lower().endswith((".jpg", ".jpeg")):
                 try:
-                    reencoded, error = reencode(data, quality, subsampling)
-                except (OSError, UnidentifiedImageError) as exc:
+                    reencoded, error = reencode(data, member.name, quality, subsampling)
+                except HashsearchError as exc:
                     raise SystemExit(
-                        f"{source}: {member.name} is not a readable JPEG ({exc}); "
-                        "repair or remove it and run again"
+                        f"{source}: {member.name} is not a readable JPEG ({exc})"
                     ) from exc
                 errors.append(error)
                 sizes.append((len(data), len(reencoded)))
