@@ -106,7 +106,7 @@ def build_database(run: api.Run, data: str | None, items: int, cache: Path) -> E
 def queries(run: api.Run, data: str | None, count: int) -> Encoded:
     dataset, splits = api.load_data(run.config, data)
     rows = splits.query[np.linspace(0, len(splits.query) - 1, count).astype(int)]
-    return encode_images(run.model, dataset.images[rows], dataset.labels[rows])
+    return encode_images(run.model, dataset.images[rows], dataset.labels[rows], as_queries=True)
 
 
 def latencies(search_one, n: int, results: list | None = None) -> dict[str, float]:

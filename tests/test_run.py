@@ -2,11 +2,14 @@
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from hashsearch import api
+from hashsearch.config import EncodeConfig, with_overrides
 from hashsearch.encoding import encode_images
 from hashsearch.errors import HashsearchError
 from hashsearch.presets import preset_config
+from hashsearch.search import two_stage_search
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +59,54 @@ def test_damaged_weights_are_a_clear_error(channel_run, tmp_path):
     (copy / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(HashsearchError, match="damaged"):
         api.load_run(copy)
+
+
+def test_query_translate_changes_query_codes_only(channel_run, tmp_path):
+    """With `encode.query_translate` the query splits, `search` and the server's queries
+    get the shifted-view average; indexed items keep the single-view codes."""
+    plain = api.load_run(channel_run.directory)
+    translated = api.load_run(channel_run.directory, encode=EncodeConfig(query_translate=True))
+    assert translated.config.encode.query_translate and not plain.config.encode.query_translate
+
+    as_items, _ = api.encode_split(translated, "query", as_queries=False)
+    as_queries, _ = api.encode_split(translated, "query")  # a query split: queries by default
+    plain_queries, _ = api.encode_split(plain, "query")
+    assert np.array_equal(as_items.codes, plain_queries.codes)
+    assert np.allclose(as_items.features, plain_queries.features, atol=1e-6)
+    assert not np.allclose(as_queries.features, plain_queries.features, atol=1e-3)
+
+    index = api.build_index(translated, tmp_path / "index")
+    assert np.array_equal(index.encoded().codes, api.encode_split(plain, "database")[0].codes)
+
+    dataset, splits = api.load_data(plain.config)
+    files = []
+    for i, row in enumerate(splits.query[:3]):
+        files.append(tmp_path / f"q{i}.png")
+        Image.fromarray(dataset.images[row][..., 0]).save(files[-1])
+    found = api.search_images(tmp_path / "index", files, top=5, run=translated)
+    pixels = np.stack([dataset.images[row] for row in splits.query[:3]])
+    expected = two_stage_search(
+        index, *_codes_and_features(translated, pixels, as_queries=True), top=5
+    )
+    plain_hits = two_stage_search(
+        index, *_codes_and_features(translated, pixels, as_queries=False), top=5
+    )
+    for answer, hits, other in zip(found, expected, plain_hits, strict=True):
+        scores = [row["score"] for row in answer["results"]]
+        assert scores == pytest.approx(hits.scores.tolist(), abs=1e-5)
+        assert scores != pytest.approx(other.scores.tolist(), abs=1e-5)
+
+
+def _codes_and_features(run, pixels, as_queries):
+    encoded = encode_images(run.model, pixels, np.zeros(len(pixels)), as_queries=as_queries)
+    return encoded.codes, encoded.features
+
+
+def test_finished_run_applies_encode_settings_and_refuses_other_training(channel_run):
+    config = api.load_run(channel_run.directory).config
+    reused = api.finished_run(
+        channel_run.directory, with_overrides(config, {"encode.query_translate": True})
+    )
+    assert reused is not None and reused.model.encoder.query_translate
+    with pytest.raises(HashsearchError, match="another config"):
+        api.finished_run(channel_run.directory, with_overrides(config, {"train.epochs": 2}))

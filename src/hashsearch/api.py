@@ -124,12 +124,14 @@ def finished_run(directory: Path, config: RunConfig) -> Run | None:
 
     The saved config has the method's defaults resolved, so method parameters are
     compared only where `config` names them. Another config there is an error:
-    reusing it would pass off one experiment as another.
+    reusing it would pass off one experiment as another. `config`'s encode settings
+    are not compared but applied: they say how the trained weights encode, which
+    does not change the weights (the saved ones scored the epochs in validation).
     """
     if not (directory / "model.safetensors").is_file():
         return None
-    run = load_run(directory)
-    exclude: Any = {"method": {"params"}, "train": {"device"}}
+    run = load_run(directory, encode=config.encode)
+    exclude: Any = {"method": {"params"}, "train": {"device"}, "encode": True}
     saved_params = run.config.method.params
     params_match = all(saved_params.get(k) == v for k, v in config.method.params.items())
     if not params_match or run.config.model_dump(exclude=exclude) != config.model_dump(
@@ -141,10 +143,22 @@ def finished_run(directory: Path, config: RunConfig) -> Run | None:
     return run
 
 
+# The splits whose images are queries of an evaluation (`searched_splits`).
+QUERY_SPLITS = ("query", "val")
+
+
 def encode_split(
-    run: Run, split: str, data_path: str | None = None, batch_size: int = 512
+    run: Run,
+    split: str,
+    data_path: str | None = None,
+    batch_size: int = 512,
+    as_queries: bool | None = None,
 ) -> tuple[Encoded, list[str]]:
-    """Codes, features and labels of one protocol split, plus the items' ids."""
+    """Codes, features and labels of one protocol split, plus the items' ids.
+
+    `as_queries` (`encode_images`) defaults to whether the split is one of
+    `QUERY_SPLITS`: evaluations search with those and store the others.
+    """
     dataset, splits = load_data(run.config, data_path)
     rows = splits.get(split)
     encoded = encode_images(
@@ -153,6 +167,7 @@ def encode_split(
         dataset.labels[rows],
         batch_size=batch_size,
         device=run.config.train.device,
+        as_queries=split in QUERY_SPLITS if as_queries is None else as_queries,
     )
     return encoded, [str(i) for i in dataset.ids[rows]]
 
@@ -187,7 +202,7 @@ def build_index(
     `features` is how re-rank features are stored (`hashsearch.index.features`),
     `backend` where codes live and how stage 1 searches them (`hashsearch.index.backends`).
     """
-    encoded, ids = encode_split(run, split, data_path)
+    encoded, ids = encode_split(run, split, data_path, as_queries=False)
     index = HashIndex.build(
         encoded,
         ids,
@@ -230,11 +245,12 @@ def index_model(index: HashIndex, index_dir: Path, run: Run | None = None) -> Ru
     return load_run(index.model_dir)
 
 
-def encode_files(run: Run, images: list[Path]) -> Encoded:
-    """Image files encoded by `run`'s model, converted as its training images were."""
+def encode_files(run: Run, images: list[Path], as_queries: bool) -> Encoded:
+    """Image files encoded by `run`'s model, converted as its training images were, as
+    queries or as items to store (`encode_images`)."""
     shape = tuple(run.meta["image_shape"])
     pixels = np.stack([load_query_image(path, shape) for path in images])
-    return encode_images(run.model, pixels, np.zeros(len(images), np.int64))
+    return encode_images(run.model, pixels, np.zeros(len(images), np.int64), as_queries=as_queries)
 
 
 def add_to_index(index_dir: Path, images: list[Path], labels: list[int]) -> HashIndex:
@@ -248,7 +264,7 @@ def add_to_index(index_dir: Path, images: list[Path], labels: list[int]) -> Hash
             )
         if np.asarray(index.labels).ndim != 1:
             raise HashsearchError(f"index {index_dir} is multi-label; adding files needs one label")
-        encoded = encode_files(index_model(index, index_dir), images)
+        encoded = encode_files(index_model(index, index_dir), images, as_queries=False)
         encoded = Encoded(encoded.codes, encoded.features, np.asarray(labels, np.int64))
         index.add(encoded, [str(path) for path in images])
     return index
@@ -344,7 +360,7 @@ def search_images(
     check_search_args(candidates, radius, top)  # before loading and encoding, not after
     RERANKERS.get(rerank)
     index = HashIndex.load(index_dir)
-    query = encode_files(index_model(index, index_dir, run), images)
+    query = encode_files(index_model(index, index_dir, run), images, as_queries=True)
     found = two_stage_search(index, query.codes, query.features, top, candidates, radius, rerank)
     return [
         {"query": str(path), "results": hits_as_dicts(index, hits)}
@@ -392,13 +408,12 @@ def evaluate_corruptions(
         rows = query_sample(dataset.labels, rows, queries_per_class)
     device = run.config.train.device
 
-    def encode(images: np.ndarray, labels: np.ndarray) -> Encoded:
-        return encode_images(run.model, images, labels, device=device)
+    def encode_queries(images: np.ndarray, labels: np.ndarray) -> Encoded:
+        return encode_images(run.model, images, labels, device=device, as_queries=True)
 
-    database = encode(dataset.images[base], dataset.labels[base])
-
+    database = encode_images(run.model, dataset.images[base], dataset.labels[base], device=device)
     found = corruption_records(
-        encode,
+        encode_queries,
         database,
         dataset.images[rows],
         dataset.labels[rows],

@@ -191,12 +191,19 @@ class TrainConfig(_Strict):
 
 
 class EncodeConfig(_Strict):
-    """How a trained encoder turns images into codes (validation, index and queries alike)."""
+    """How a trained encoder turns images into codes (validation, index and queries alike,
+    but for `query_translate`, which only queries get)."""
 
     # Average h and the feature over an image and its mirror image (test-time
     # augmentation): two forward passes per image, for data whose mirror images
     # mean the same thing.
     flip_average: bool = False
+    # Queries only (validation and query images, `search`, the server): also average
+    # the feature over the query moved one pixel down-right and up-left (weights
+    # 1/2, 1/4, 1/4; airbench's translation averaging): three times a query's passes,
+    # none added to encoding the database, whose codes stay single-view. A query
+    # that is also an item then gets a code close to, not always equal to, its own.
+    query_translate: bool = False
     # bfloat16 autocast of the forward pass: about twice as fast on CPUs with AVX-512
     # BF16 or AMX; a code bit whose h is within bf16 rounding of 0 may flip.
     precision: Literal["fp32", "bf16"] = "fp32"

@@ -1,7 +1,8 @@
 """Images -> (packed binary codes, float re-rank features): the only way codes are made.
 
 Training-time validation, `encode`, `index`, `evaluate` and `search` all call
-`encode_images`, so a code in the index is bit-for-bit the code a query gets.
+`encode_images`, so a code in the index is bit-for-bit the code a query gets, unless
+the run's `encode.query_translate` averages queries over shifted views (`as_queries`).
 """
 
 from __future__ import annotations
@@ -45,8 +46,11 @@ def unpack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
     return np.unpackbits(codes, axis=1, count=bits).astype(np.float32) * 2.0 - 1.0
 
 
-def forward_batch(model: HashingMethod, images: np.ndarray, device: str = "cpu") -> EncoderOutput:
-    """One eval-mode forward pass over (B, H, W, C) uint8 images (a copy, so a memmap works).
+def forward_batch(
+    model: HashingMethod, images: np.ndarray, device: str = "cpu", as_queries: bool = False
+) -> EncoderOutput:
+    """One eval-mode forward pass over (B, H, W, C) uint8 images (a copy, so a memmap works);
+    `as_queries`: they are queries (`HashEncoder.forward`).
 
     Runs in inference mode (less bookkeeping per op than no_grad: ~10% of a batch of
     16 in a served query's forward pass), so its outputs take no part in autograd.
@@ -57,7 +61,7 @@ def forward_batch(model: HashingMethod, images: np.ndarray, device: str = "cpu")
     with torch.inference_mode():
         batch = torch.from_numpy(np.ascontiguousarray(images)).to(device)
         x = model.normalize(batch.permute(0, 3, 1, 2))
-        return model(x.contiguous(memory_format=torch.channels_last))
+        return model(x.contiguous(memory_format=torch.channels_last), as_queries)
 
 
 def forward_batches(
@@ -79,8 +83,10 @@ def encode_images(
     labels: np.ndarray,
     batch_size: int = 512,
     device: str = "cpu",
+    as_queries: bool = False,
 ) -> Encoded:
-    """Codes and features of (N, H, W, C) uint8 images, with their labels.
+    """Codes and features of (N, H, W, C) uint8 images, with their labels; `as_queries`:
+    they are queries, not items to store (`HashEncoder.forward`).
 
     Under `torchrun` the batches are shared out over the processes and every
     process gets them all back in order (`hashsearch.distributed.sharded`): the
@@ -88,7 +94,7 @@ def encode_images(
     """
 
     def encode_batch(start: int) -> tuple[np.ndarray, np.ndarray]:
-        out = forward_batch(model, images[start : start + batch_size], device)
+        out = forward_batch(model, images[start : start + batch_size], device, as_queries)
         return pack_codes(out.h.float().cpu().numpy()), out.feature.float().cpu().numpy()
 
     parts = sharded(list(range(0, len(images), batch_size)), encode_batch)

@@ -1,6 +1,7 @@
 """Batch image operations on float (B, C, H, W) tensors, shared by training augmentation
 (`hashsearch.training.augment`) and query corruption (`hashsearch.data.corruptions`), so
-that a model is trained on exactly the blur and geometry it is tested with."""
+that a model is trained on exactly the blur and geometry it is tested with; and the
+shifted views of test-time translation averaging (`hashsearch.models.encoder`)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,13 @@ def zoom_and_rotate(
     )
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, padding_mode="reflection", align_corners=False)
+
+
+def shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Float (B, C, H, W) images moved by (dy, dx) pixels (|dy| < H, |dx| < W), the edge
+    reflected into the gap."""
+    height, width = x.shape[-2:]
+    pad_y, pad_x = abs(dy), abs(dx)
+    padded = F.pad(x, (pad_x, pad_x, pad_y, pad_y), mode="reflect")
+    top, left = pad_y - dy, pad_x - dx
+    return padded[..., top : top + height, left : left + width]

@@ -6,6 +6,7 @@ from pydantic import ValidationError
 
 from hashsearch.config import RunConfig, with_overrides
 from hashsearch.errors import HashsearchError
+from hashsearch.imageops import shifted
 from hashsearch.methods import create_method, list_methods
 from hashsearch.methods.losses import (
     central_similarity,
@@ -132,6 +133,39 @@ def test_flip_average_is_the_mean_of_both_orientations_in_eval_only():
     flipped.train()
     plain.train()
     assert torch.allclose(flipped(x).h, plain(x).h, atol=1e-5)
+
+
+def test_query_translate_averages_shifted_views_of_queries_only_in_eval():
+    """Queries: 1/2 the image's feature + 1/4 each one-pixel diagonal shift's, h from that
+    mean; items (and training) keep the single view, flip averaging nested inside."""
+    changes = {"encode.flip_average": True}
+    plain = create_method(tiny_config(**changes), 3, SHAPE)
+    translated = create_method(tiny_config(**changes, **{"encode.query_translate": True}), 3, SHAPE)
+    translated.load_state_dict(plain.state_dict())
+    x = plain.normalize(batch()[0])
+    plain.eval(), translated.eval()
+    with torch.no_grad():
+        views = [x, shifted(x, 1, 1), shifted(x, -1, -1)]
+        f0, f1, f2 = (plain(v).feature for v in views)
+        expected = 0.5 * f0 + 0.25 * f1 + 0.25 * f2
+        query = translated(x, as_queries=True)
+        assert torch.allclose(query.feature, expected, atol=1e-5)
+        assert torch.allclose(query.h, plain.encoder.hash_layer(expected), atol=1e-5)
+        assert not torch.allclose(query.feature, f0, atol=1e-3)  # the views do differ
+        assert torch.allclose(translated(x).feature, f0, atol=1e-6)  # items: one view
+        assert torch.allclose(plain(x, as_queries=True).feature, f0, atol=1e-6)  # option off
+    translated.train(), plain.train()
+    assert torch.allclose(translated(x, as_queries=True).h, plain(x).h, atol=1e-5)
+
+
+def test_shifted_moves_the_content_and_reflects_the_edge():
+    x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).view(2, 3, 4, 5)
+    moved = shifted(x, 1, -2)
+    assert moved.shape == x.shape
+    assert torch.equal(moved[..., 1:, :-2], x[..., :-1, 2:])
+    assert torch.equal(moved[..., 0, :-2], x[..., 1, 2:])  # row -1 reflects row 1
+    assert torch.equal(moved[..., 1:, -2:], x[..., :-1, [3, 2]])  # cols 5, 6 reflect 3, 2
+    assert torch.equal(shifted(x, 0, 0), x)
 
 
 def test_lambda_quant_adds_the_weighted_quantisation_term():

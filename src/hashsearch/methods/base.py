@@ -55,9 +55,10 @@ class HashingMethod(nn.Module, ABC):
         """uint8 (B, C, H, W) -> the normalised float input every loss term sees."""
         return self.encoder.normalize(images)
 
-    def forward(self, x: torch.Tensor) -> EncoderOutput:
-        """Args: x: normalised float (B, C, H, W), from `normalize`."""
-        return self.encoder(x)
+    def forward(self, x: torch.Tensor, as_queries: bool = False) -> EncoderOutput:
+        """Args: x: normalised float (B, C, H, W), from `normalize`; as_queries: they
+        are queries, which `encode.query_translate` encodes differently in eval mode."""
+        return self.encoder(x, as_queries)
 
     @abstractmethod
     def losses(
@@ -94,6 +95,7 @@ def create_method(
         config.backbone,
         config.data.normalization,
         flip_average=config.encode.flip_average,
+        query_translate=config.encode.query_translate,
         precision=config.encode.precision,
         hash_batchnorm=config.method.hash_batchnorm,
     )

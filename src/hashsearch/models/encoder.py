@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from hashsearch.config import BackboneConfig
+from hashsearch.imageops import shifted
 from hashsearch.models.backbone import create_backbone
 from hashsearch.models.preprocess import Normalize
 
@@ -39,6 +40,7 @@ class HashEncoder(nn.Module):
         backbone: BackboneConfig,
         normalization: str,
         flip_average: bool = False,
+        query_translate: bool = False,
         precision: str = "fp32",
         hash_batchnorm: bool = False,
     ) -> None:
@@ -52,6 +54,7 @@ class HashEncoder(nn.Module):
             self.hash_layer = nn.Sequential(self.hash_layer, norm)
         self.feature_dim = self.backbone.out_dim
         self.flip_average = flip_average
+        self.query_translate = query_translate
         self.precision = precision
 
     @torch.no_grad()
@@ -64,20 +67,29 @@ class HashEncoder(nn.Module):
         self.normalize.fit(images)
         self.backbone.fit(self.normalize(images[:sample]))
 
-    def forward(self, x: torch.Tensor) -> EncoderOutput:
-        """Args: x: (B, C, H, W) already normalised float (see `normalize`).
+    def forward(self, x: torch.Tensor, as_queries: bool = False) -> EncoderOutput:
+        """Args: x: (B, C, H, W) already normalised float (see `normalize`); as_queries:
+        the images are queries, not items to store (see `query_translate`).
 
         In eval mode, `precision` "bf16" runs the pass under bfloat16 autocast
-        (outputs are float32 again), and with `flip_average` h and the feature
-        are the means over x and its mirror image. Training always sees single
-        images; its precision is the trainer's business.
+        (outputs are float32 again), with `flip_average` h and the feature are the
+        means over x and its mirror image, and for queries with `query_translate`
+        the feature is 1/2 x that of x + 1/4 x those of x moved one pixel down-right
+        and up-left (airbench's translation averaging), h the hash layer of it.
+        Training always sees single images; its precision is the trainer's business.
         """
         if self.training:
             feature = self.backbone(x)
             return EncoderOutput(h=self.hash_layer(feature), feature=feature)
         with torch.autocast(x.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
-            feature = self.backbone(x)
-            if self.flip_average:
-                feature = (feature + self.backbone(x.flip(3))) / 2
+            feature = self._view_feature(x)
+            if as_queries and self.query_translate:
+                moved = (self._view_feature(shifted(x, d, d)) for d in (1, -1))
+                feature = 0.5 * feature + 0.25 * sum(moved)
             h = self.hash_layer(feature)
         return EncoderOutput(h=h.float(), feature=feature.float())
+
+    def _view_feature(self, x: torch.Tensor) -> torch.Tensor:
+        """The backbone feature of x, averaged with its mirror image's under `flip_average`."""
+        feature = self.backbone(x)
+        return (feature + self.backbone(x.flip(3))) / 2 if self.flip_average else feature

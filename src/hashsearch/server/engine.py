@@ -208,6 +208,7 @@ class Searcher(ServedIndex):
                 np.stack([pixels for _, pixels in decoded]),
                 np.zeros(len(decoded), np.int64),
                 device=self.run.config.train.device,
+                as_queries=True,
             )
         except Exception as exc:  # noqa: BLE001 - every request of the batch reports it
             _fail(queries, exc)

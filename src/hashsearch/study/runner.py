@@ -210,7 +210,11 @@ class Study:
         dataset = self.dataset(run.config)
         rows = self.split_rows(run.config, split)
         encoded = encode_images(
-            run.model, dataset.images[rows], dataset.labels[rows], device=run.config.train.device
+            run.model,
+            dataset.images[rows],
+            dataset.labels[rows],
+            device=run.config.train.device,
+            as_queries=split == "query",
         )
         if run.config.method.name == FEATURE_SOURCE:
             np.savez(cache, **asdict(encoded))
@@ -268,7 +272,9 @@ class Study:
             if run is None:
                 raise RuntimeError(f"{cell.name} has not been trained")
             return (
-                lambda images, labels: encode_images(run.model, images, labels, device=device),
+                lambda images, labels: encode_images(
+                    run.model, images, labels, device=device, as_queries=True
+                ),
                 self.encoded(run, "database"),
             )
         _, run, vectors = self.shallow_vectors(cell, contestant)
@@ -279,7 +285,8 @@ class Study:
             if run is None:
                 features = as_pixel_vectors(images)
             else:
-                features = encode_images(run.model, images, labels, device=device).features
+                encoded = encode_images(run.model, images, labels, device=device, as_queries=True)
+                features = encoded.features
             return Encoded(hasher.encode(features), features, labels)
 
         database = vectors["database"]

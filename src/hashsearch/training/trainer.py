@@ -309,7 +309,9 @@ class Trainer:
     def validate(self, method: HashingMethod, data: TrainingData) -> dict[str, float]:
         """Validation mAP@all (val queries vs a training sample) and, if any, accuracy."""
         device = self.device
-        query = encode_images(method, data.val_images, data.val_labels, device=device)
+        query = encode_images(
+            method, data.val_images, data.val_labels, device=device, as_queries=True
+        )
         base = encode_images(method, data.retrieval_images, data.retrieval_labels, device=device)
         report = evaluate_retrieval(query, base, method.bits, rerank="none")
         record = {"val_map_all": report["stage1"]["map_all"]}
