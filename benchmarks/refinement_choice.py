@@ -10,7 +10,8 @@ depth) pair is scored on the same stage-1 ranking. Prints validation two-stage
 mAP@all per run and setting, then the setting with the best mean over the runs:
 one choice for all the runs given (e.g. one preset at every code length), so a
 choice cannot fit one run's noise. `benchmarks/quality.py --rerank R --candidates N`
-then scores the query set with it.
+then scores the query set with it. `--set encode.KEY=VALUE` encodes the runs with
+other encode settings than their own (e.g. a preset's `encode.query_translate`).
 """
 
 from __future__ import annotations
@@ -22,17 +23,23 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bench_options import STAGE2_RERANKERS, depth
+from bench_options import STAGE2_RERANKERS, add_set_option, config_changes, depth
 
 from hashsearch import api
 from hashsearch.run import load_run
 
 
 def validation_scores(
-    run_dir: Path, data: str | None, rerankers: list[str], depths: list[int], device: str
+    run_dir: Path,
+    data: str | None,
+    rerankers: list[str],
+    depths: list[int],
+    device: str,
+    encode: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """One record per (re-ranker, depth): the run's validation stage-1 and two-stage mAP@all."""
-    run = load_run(run_dir, device)
+    """One record per (re-ranker, depth): the run's validation stage-1 and two-stage mAP@all,
+    with the `encode` settings over the run's own."""
+    run = load_run(run_dir, device, encode)
     query_split, database_split = api.searched_splits("val")
     query, _ = api.encode_split(run, query_split, data)
     database, _ = api.encode_split(run, database_split, data)
@@ -56,6 +63,14 @@ def validation_scores(
     return records
 
 
+def encode_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """`--set` pairs as encode settings; a trained run's other settings cannot change."""
+    other = [key for key in changes if not key.startswith("encode.")]
+    if other:
+        raise SystemExit(f"--set {other[0]}: only encode.* settings apply to trained runs")
+    return {key.removeprefix("encode."): value for key, value in changes.items()}
+
+
 def best_setting(records: list[dict[str, Any]]) -> dict[str, Any]:
     """The (re-ranker, depth) with the highest mean validation two-stage mAP@all."""
     settings: dict[tuple[str, int], list[float]] = {}
@@ -75,12 +90,16 @@ def main() -> None:
     parser.add_argument("--candidates", type=depth, nargs="+", default=[1000, 2500, 5000])
     parser.add_argument("--device", default="cpu", help="where the runs encode (cpu, cuda, ...)")
     parser.add_argument("--out", type=Path, default=None, help="JSON with every score")
+    add_set_option(parser)
     args = parser.parse_args()
+    encode = encode_changes(config_changes(args))
     logging.basicConfig(level=logging.WARNING)
     records: list[dict[str, Any]] = []
     # A run named twice (overlapping globs) would count twice in the mean.
     for run_dir in {path.resolve(): path for path in args.runs}.values():
-        found = validation_scores(run_dir, args.data, args.rerank, args.candidates, args.device)
+        found = validation_scores(
+            run_dir, args.data, args.rerank, args.candidates, args.device, encode
+        )
         records += found
         print(f"{run_dir}: validation stage 1 {found[0]['stage1_map_all']:.4f}")
         for r in found:
@@ -92,7 +111,8 @@ def main() -> None:
     )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"choice": choice, "records": records}, indent=1) + "\n")
+        saved = {"choice": choice, "encode": encode, "records": records}
+        args.out.write_text(json.dumps(saved, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@
 Each training step is the trainer's own `train_step` (augmentation, normalisation,
 the preset's loss, SGD) on random CIFAR-sized uint8 batches, so the figure
 is what an epoch costs apart from data shuffling and validation. Encoding is
-`encode_images` (eval mode, the preset's flip averaging). Prints the CPU model, thread count and
-torch version first. Time it alone: on 2 cores any other job skews it.
+`encode_images` (eval mode, the preset's flip averaging) of items to store, and of
+queries (`encode.query_translate`'s extra views, where the preset has them). Prints
+the CPU model, thread count and torch version first. Time it alone: on 2 cores any
+other job skews it.
 """
 
 from __future__ import annotations
@@ -57,12 +59,12 @@ def train_rate(config: RunConfig, steps: int) -> float:
     return steps * config.train.batch_size / (time.perf_counter() - started)
 
 
-def encode_rate(config: RunConfig, count: int) -> float:
+def encode_rate(config: RunConfig, count: int, as_queries: bool = False) -> float:
     method = create_method(config, 10, SHAPE)
     images = np.random.default_rng(0).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
-    encode_images(method, images[:512], np.zeros(512))
+    encode_images(method, images[:512], np.zeros(512), as_queries=as_queries)
     started = time.perf_counter()
-    encode_images(method, images, np.zeros(count))
+    encode_images(method, images, np.zeros(count), as_queries=as_queries)
     return count / (time.perf_counter() - started)
 
 
@@ -106,7 +108,11 @@ def main() -> None:
                         "batch_size": config.train.batch_size,
                         "flip_average": config.encode.flip_average,
                         "train_images_per_s": round(train_rate(config, args.steps)),
+                        "query_translate": config.encode.query_translate,
                         "encode_images_per_s": round(encode_rate(config, args.encode)),
+                        "query_encode_images_per_s": round(
+                            encode_rate(config, args.encode, as_queries=True)
+                        ),
                     }
                 ),
                 flush=True,

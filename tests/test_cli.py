@@ -128,6 +128,15 @@ def test_encode_index_search_evaluate(trained_run, query_images, tmp_path, capsy
         assert code == 0, err
     q, db = np.load(tmp_path / "query.npz"), np.load(tmp_path / "database.npz")
     assert q["codes"].dtype == np.uint8 and q["codes"].shape == (60, 2)
+    # The fast preset averages queries over shifted views; --items encodes them as stored.
+    code, _, err = run_cli(
+        capsys, monkeypatch, "encode", "--run", trained_run, "--split", "query", "--items",
+        "--out", tmp_path / "query-items.npz",
+    )  # fmt: skip
+    assert code == 0, err
+    as_items = np.load(tmp_path / "query-items.npz")["features"]
+    assert as_items.shape == q["features"].shape
+    assert not np.allclose(as_items, q["features"], atol=1e-3)
     assert db["features"].dtype == np.float32 and db["features"].shape == (240, 16)
     assert db["labels"].shape == (240,) and len(db["ids"]) == 240
 

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from hashsearch import api
-from hashsearch.config import EncodeConfig, with_overrides
+from hashsearch.config import with_overrides
 from hashsearch.encoding import encode_images
 from hashsearch.errors import HashsearchError
 from hashsearch.presets import preset_config
@@ -65,7 +65,7 @@ def test_query_translate_changes_query_codes_only(channel_run, tmp_path):
     """With `encode.query_translate` the query splits, `search` and the server's queries
     get the shifted-view average; indexed items keep the single-view codes."""
     plain = api.load_run(channel_run.directory)
-    translated = api.load_run(channel_run.directory, encode=EncodeConfig(query_translate=True))
+    translated = api.load_run(channel_run.directory, encode={"query_translate": True})
     assert translated.config.encode.query_translate and not plain.config.encode.query_translate
 
     as_items, _ = api.encode_split(translated, "query", as_queries=False)

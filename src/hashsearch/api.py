@@ -130,7 +130,7 @@ def finished_run(directory: Path, config: RunConfig) -> Run | None:
     """
     if not (directory / "model.safetensors").is_file():
         return None
-    run = load_run(directory, encode=config.encode)
+    run = load_run(directory, encode=config.encode.model_dump())
     exclude: Any = {"method": {"params"}, "train": {"device"}, "encode": True}
     saved_params = run.config.method.params
     params_match = all(saved_params.get(k) == v for k, v in config.method.params.items())

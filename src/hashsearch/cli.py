@@ -156,9 +156,18 @@ def encode(
     split: Annotated[Split, typer.Option(help="Which protocol split to encode.")] = Split.database,
     data: DataPath = None,
     device: Device = None,
+    queries: Annotated[
+        bool | None,
+        typer.Option(
+            "--queries/--items",
+            help="Encode as queries (with the run's encode.query_translate views) or as "
+            "items to store; default: queries for the query and val splits.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Encode a split to packed uint8 codes and float32 features (.npz)."""
-    encoded, ids = api.encode_split(open_run(run, device), split.value, data)
+    encoded, ids = api.encode_split(open_run(run, device), split.value, data, as_queries=queries)
     written = api.save_encoded(encoded, ids, out)
     console.print(f"encoded {len(ids)} {split.value} items to {written}")
 

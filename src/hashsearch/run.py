@@ -10,6 +10,7 @@ RUN/
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +20,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from hashsearch.config import (
-    EncodeConfig,
     RunConfig,
     dump_run_config,
     load_run_config,
@@ -62,18 +62,16 @@ def save_run(
     (directory / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
 
-def load_run(directory: Path, device: str = "cpu", encode: EncodeConfig | None = None) -> Run:
+def load_run(directory: Path, device: str = "cpu", encode: Mapping[str, Any] | None = None) -> Run:
     """Rebuild the model from the config and load its weights (safetensors: no code runs).
 
     The returned run's config says `device`, so encoding sends batches where the model
-    is, and `encode` if given: how the weights encode, which training does not change.
-    Both hold for the returned run only: an index built from it copies the directory's
-    own config.yaml.
+    is, and the `encode` settings given (`EncodeConfig` field: value) over the saved
+    ones: how the weights encode, which training does not change. Both hold for the
+    returned run only: an index built from it copies the directory's own config.yaml.
     """
     meta = _read_meta(directory)
-    overrides: dict[str, Any] = {"train.device": device}
-    if encode is not None:
-        overrides["encode"] = encode.model_dump()
+    overrides = {"train.device": device, **{f"encode.{k}": v for k, v in (encode or {}).items()}}
     config = with_overrides(load_run_config(directory / "config.yaml"), overrides)
     try:
         model = create_method(config, meta["num_classes"], tuple(meta["image_shape"]))
