@@ -43,12 +43,21 @@ def config_changes(args: argparse.Namespace) -> dict[str, Any]:
     return parse_assignments(args.changes, "--set")
 
 
-def probed_runs(doc: str) -> list[Path]:
-    """The run directories given to a probe script (`RUN ... [--threads N]`), with
-    torch's threads set to N (default 2)."""
+def probe_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments of a probe script, `RUN ... [--threads N]`; a probe may add its own."""
     parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--threads", type=int, default=2)
+    return parser
+
+
+def probe_args(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The parsed arguments, with torch's threads set to --threads (default 2)."""
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    return args.runs
+    return args
+
+
+def probed_runs(doc: str) -> list[Path]:
+    """The run directories given to a probe script with no options of its own."""
+    return probe_args(probe_parser(doc)).runs

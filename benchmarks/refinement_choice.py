@@ -11,7 +11,7 @@ mAP@all per run and setting, then the setting with the best mean over the runs:
 one choice for all the runs given (e.g. one preset at every code length), so a
 choice cannot fit one run's noise. `benchmarks/quality.py --rerank R --candidates N`
 then scores the query set with it. `--set encode.KEY=VALUE` encodes the runs with
-other encode settings than their own (e.g. a preset's `encode.query_translate`).
+other encode settings than their own (e.g. `encode.query_shifts=[[1,1],[-1,-1]]`).
 """
 
 from __future__ import annotations

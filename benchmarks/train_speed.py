@@ -6,7 +6,7 @@ Each training step is the trainer's own `train_step` (augmentation, normalisatio
 the preset's loss, SGD) on random CIFAR-sized uint8 batches, so the figure
 is what an epoch costs apart from data shuffling and validation. Encoding is
 `encode_images` (eval mode, the preset's flip averaging) of items to store, and of
-queries (`encode.query_translate`'s extra views, where the preset has them). Prints
+queries (`encode.query_shifts`' extra views, where the preset has them). Prints
 the CPU model, thread count and torch version first. Time it alone: on 2 cores any
 other job skews it.
 """
@@ -108,7 +108,7 @@ def main() -> None:
                         "batch_size": config.train.batch_size,
                         "flip_average": config.encode.flip_average,
                         "train_images_per_s": round(train_rate(config, args.steps)),
-                        "query_translate": config.encode.query_translate,
+                        "query_shifts": config.encode.query_shifts,
                         "encode_images_per_s": round(encode_rate(config, args.encode)),
                         "query_encode_images_per_s": round(
                             encode_rate(config, args.encode, as_queries=True)

@@ -62,10 +62,10 @@ def test_fast_is_round_2s_recipe_with_later_rounds_changes_and_the_study_keeps_r
         ("method", "params"),
         ("train", "stem_epochs"),
         ("train", "epochs"),
-        ("encode", "query_translate"),  # round 12, +0.0055 validation mAP over three seeds
+        ("encode", "query_shifts"),  # round 12, +0.0055 validation mAP over three seeds
     }
-    assert preset_config("fast").encode.query_translate
-    assert not preset_config("full").encode.query_translate  # -0.0007 on validation
+    assert preset_config("fast").encode.query_shifts == ((1, 1), (-1, -1))
+    assert preset_config("full").encode.query_shifts == ()  # -0.0007 on validation
     centre = {"lambda_centre": 1.0, "centre_layout": "blocks"}
     pairwise = {"lambda_sim": 0.1}  # round 11, chosen on the 5,000-image selection split
     assert new_params == {**old_params, **LATER_ROUNDS_PARAMS, **centre, **pairwise}

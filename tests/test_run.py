@@ -61,12 +61,13 @@ def test_damaged_weights_are_a_clear_error(channel_run, tmp_path):
         api.load_run(copy)
 
 
-def test_query_translate_changes_query_codes_only(channel_run, tmp_path):
-    """With `encode.query_translate` the query splits, `search` and the server's queries
+def test_query_shifts_change_query_codes_only(channel_run, tmp_path):
+    """With `encode.query_shifts` the query splits, `search` and the server's queries
     get the shifted-view average; indexed items keep the single-view codes."""
     plain = api.load_run(channel_run.directory)
-    translated = api.load_run(channel_run.directory, encode={"query_translate": True})
-    assert translated.config.encode.query_translate and not plain.config.encode.query_translate
+    translated = api.load_run(channel_run.directory, encode={"query_shifts": [[1, 1], [-1, -1]]})
+    assert translated.config.encode.query_shifts == ((1, 1), (-1, -1))
+    assert plain.config.encode.query_shifts == ()
 
     as_items, _ = api.encode_split(translated, "query", as_queries=False)
     as_queries, _ = api.encode_split(translated, "query")  # a query split: queries by default
@@ -105,8 +106,8 @@ def _codes_and_features(run, pixels, as_queries):
 def test_finished_run_applies_encode_settings_and_refuses_other_training(channel_run):
     config = api.load_run(channel_run.directory).config
     reused = api.finished_run(
-        channel_run.directory, with_overrides(config, {"encode.query_translate": True})
+        channel_run.directory, with_overrides(config, {"encode.query_shifts": [[2, 0]]})
     )
-    assert reused is not None and reused.model.encoder.query_translate
+    assert reused is not None and reused.model.encoder.query_shifts == ((2, 0),)
     with pytest.raises(HashsearchError, match="another config"):
         api.finished_run(channel_run.directory, with_overrides(config, {"train.epochs": 2}))

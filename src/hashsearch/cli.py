@@ -160,7 +160,7 @@ def encode(
         bool | None,
         typer.Option(
             "--queries/--items",
-            help="Encode as queries (with the run's encode.query_translate views) or as "
+            help="Encode as queries (with the run's encode.query_shifts views) or as "
             "items to store; default: queries for the query and val splits.",
             show_default=False,
         ),

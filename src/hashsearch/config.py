@@ -190,20 +190,24 @@ class TrainConfig(_Strict):
     ema: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
 
+PixelShift = Annotated[int, Field(ge=-4, le=4)]
+
+
 class EncodeConfig(_Strict):
     """How a trained encoder turns images into codes (validation, index and queries alike,
-    but for `query_translate`, which only queries get)."""
+    but for `query_shifts`, which only queries get)."""
 
     # Average h and the feature over an image and its mirror image (test-time
     # augmentation): two forward passes per image, for data whose mirror images
     # mean the same thing.
     flip_average: bool = False
-    # Queries only (validation and query images, `search`, the server): also average
-    # the feature over the query moved one pixel down-right and up-left (weights
-    # 1/2, 1/4, 1/4; airbench's translation averaging): three times a query's passes,
-    # none added to encoding the database, whose codes stay single-view. A query
-    # that is also an item then gets a code close to, not always equal to, its own.
-    query_translate: bool = False
+    # Queries only (validation and query images, `search`, the server): average the
+    # feature over the query (weight 1/2) and its copies moved by these (dy, dx) pixels
+    # (sharing the other 1/2), edges reflected; [[1, 1], [-1, -1]] is airbench's
+    # translation averaging. Each shift adds a query's passes, none is added to
+    # encoding the database, whose codes stay single-view. A query that is also an
+    # item then gets a code close to, not always equal to, its own.
+    query_shifts: tuple[tuple[PixelShift, PixelShift], ...] = ()
     # bfloat16 autocast of the forward pass: about twice as fast on CPUs with AVX-512
     # BF16 or AMX; a code bit whose h is within bf16 rounding of 0 may flip.
     precision: Literal["fp32", "bf16"] = "fp32"

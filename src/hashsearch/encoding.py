@@ -2,7 +2,7 @@
 
 Training-time validation, `encode`, `index`, `evaluate` and `search` all call
 `encode_images`, so a code in the index is bit-for-bit the code a query gets, unless
-the run's `encode.query_translate` averages queries over shifted views (`as_queries`).
+the run's `encode.query_shifts` averages queries over shifted views (`as_queries`).
 """
 
 from __future__ import annotations

@@ -135,12 +135,13 @@ def test_flip_average_is_the_mean_of_both_orientations_in_eval_only():
     assert torch.allclose(flipped(x).h, plain(x).h, atol=1e-5)
 
 
-def test_query_translate_averages_shifted_views_of_queries_only_in_eval():
+def test_query_shifts_average_shifted_views_of_queries_only_in_eval():
     """Queries: 1/2 the image's feature + 1/4 each one-pixel diagonal shift's, h from that
     mean; items (and training) keep the single view, flip averaging nested inside."""
     changes = {"encode.flip_average": True}
     plain = create_method(tiny_config(**changes), 3, SHAPE)
-    translated = create_method(tiny_config(**changes, **{"encode.query_translate": True}), 3, SHAPE)
+    shifts = {"encode.query_shifts": [[1, 1], [-1, -1]]}
+    translated = create_method(tiny_config(**changes, **shifts), 3, SHAPE)
     translated.load_state_dict(plain.state_dict())
     x = plain.normalize(batch()[0])
     plain.eval(), translated.eval()

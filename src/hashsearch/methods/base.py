@@ -57,7 +57,7 @@ class HashingMethod(nn.Module, ABC):
 
     def forward(self, x: torch.Tensor, as_queries: bool = False) -> EncoderOutput:
         """Args: x: normalised float (B, C, H, W), from `normalize`; as_queries: they
-        are queries, which `encode.query_translate` encodes differently in eval mode."""
+        are queries, which `encode.query_shifts` encodes differently in eval mode."""
         return self.encoder(x, as_queries)
 
     @abstractmethod
@@ -95,7 +95,7 @@ def create_method(
         config.backbone,
         config.data.normalization,
         flip_average=config.encode.flip_average,
-        query_translate=config.encode.query_translate,
+        query_shifts=config.encode.query_shifts,
         precision=config.encode.precision,
         hash_batchnorm=config.method.hash_batchnorm,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -40,7 +41,7 @@ class HashEncoder(nn.Module):
         backbone: BackboneConfig,
         normalization: str,
         flip_average: bool = False,
-        query_translate: bool = False,
+        query_shifts: Sequence[tuple[int, int]] = (),
         precision: str = "fp32",
         hash_batchnorm: bool = False,
     ) -> None:
@@ -54,7 +55,7 @@ class HashEncoder(nn.Module):
             self.hash_layer = nn.Sequential(self.hash_layer, norm)
         self.feature_dim = self.backbone.out_dim
         self.flip_average = flip_average
-        self.query_translate = query_translate
+        self.query_shifts = tuple(query_shifts)
         self.precision = precision
 
     @torch.no_grad()
@@ -69,13 +70,14 @@ class HashEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, as_queries: bool = False) -> EncoderOutput:
         """Args: x: (B, C, H, W) already normalised float (see `normalize`); as_queries:
-        the images are queries, not items to store (see `query_translate`).
+        the images are queries, not items to store (see `query_shifts`).
 
         In eval mode, `precision` "bf16" runs the pass under bfloat16 autocast
         (outputs are float32 again), with `flip_average` h and the feature are the
-        means over x and its mirror image, and for queries with `query_translate`
-        the feature is 1/2 x that of x + 1/4 x those of x moved one pixel down-right
-        and up-left (airbench's translation averaging), h the hash layer of it.
+        means over x and its mirror image, and for queries with `query_shifts` the
+        feature is 1/2 x that of x + 1/2 x the mean of those of x moved by each
+        (dy, dx) shift (airbench's translation averaging with (1, 1) and (-1, -1)),
+        h the hash layer of it.
         Training always sees single images; its precision is the trainer's business.
         """
         if self.training:
@@ -83,9 +85,10 @@ class HashEncoder(nn.Module):
             return EncoderOutput(h=self.hash_layer(feature), feature=feature)
         with torch.autocast(x.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
             feature = self._view_feature(x)
-            if as_queries and self.query_translate:
-                moved = (self._view_feature(shifted(x, d, d)) for d in (1, -1))
-                feature = 0.5 * feature + 0.25 * sum(moved)
+            if as_queries and self.query_shifts:
+                moved = [self._view_feature(shifted(x, dy, dx)) for dy, dx in self.query_shifts]
+                # in float32: a bf16 sum would round each view's share
+                feature = 0.5 * feature.float() + 0.5 * torch.stack(moved).float().mean(0)
             h = self.hash_layer(feature)
         return EncoderOutput(h=h.float(), feature=feature.float())
 
