@@ -53,6 +53,20 @@ def test_query_expansion_averages_the_query_with_its_best_candidates():
     assert scores[0] == pytest.approx(expected, abs=1e-6)
 
 
+def test_qe_all_moves_the_query_to_the_centroid_of_all_its_candidates():
+    reranker = RERANKERS.get("qe-all")
+    prepared = reranker.prepare(ITEMS)
+    only = np.array([[True, False, True, False]])  # candidates: items 0 and 2
+    scores = reranker.score(QUERY, prepared, HAMMING, only, 8)
+    expanded = QUERY[0] + prepared[0] + prepared[2]
+    assert scores[0] == pytest.approx(prepared @ (expanded / np.linalg.norm(expanded)), abs=1e-6)
+    # the same as QE with k as large as the list
+    wide = QueryExpansionReranker(k=4).score(QUERY, prepared, HAMMING, only, 8)
+    assert scores == pytest.approx(wide, abs=1e-6)
+    # all four: query + unit items = (3.08, 2.19), nearest item 1, unlike cosine ([3, 1, 2, 0])
+    assert ranking("qe-all") == [1, 3, 2, 0]
+
+
 def random_set(rng, n, classes=3):
     codes = rng.integers(0, 4, (n, 1), dtype=np.uint8)
     return Encoded(
@@ -95,7 +109,7 @@ def test_every_strategy_is_reported_with_the_candidate_set_recall():
     rng = np.random.default_rng(0)
     base, query = random_set(rng, 50), random_set(rng, 5)
     report = evaluate_retrieval(query, base, 8, candidates=10, rerank=RERANKERS.names())
-    assert set(report["refinements"]) == {"cosine", "bucket", "qe", "fusion"}
+    assert set(report["refinements"]) == {"cosine", "bucket", "qe", "fusion", "qe-all"}
     assert "two_stage" not in report  # the first name is "none"
     rel = base.labels[None, :] == query.labels[:, None]
     dist = np.array(

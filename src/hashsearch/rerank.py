@@ -102,13 +102,22 @@ class QueryExpansionReranker(Reranker):
     the mean of itself and its `k` best candidates by cosine, then candidates are scored
     by cosine to that mean. Neighbours of the same class pull the query towards the
     class, at the cost of a second similarity pass.
+
+    `k` None takes every candidate: the query moves to the centroid of its whole
+    candidate list. Where a class has thousands of items and most of a long list
+    shares the query's class, that centroid is a steadier view of the class than
+    any few neighbours (validation mAP of the CIFAR-10 presets: docs/recipe.md,
+    round 12).
     """
 
-    k: int = 5
+    k: int | None = 5
 
     def score(
         self, query: Array, items: Array, hamming: Array, candidate: Array, bits: int
     ) -> Array:
+        if self.k is None:
+            expanded = l2_normalized(query) + candidate.astype(np.float32) @ items
+            return cosine(expanded, items)
         first = np.where(candidate, cosine(query, items), -np.inf)
         k = min(self.k, items.shape[0])
         top = np.argpartition(-first, k - 1, axis=1)[:, :k]
@@ -137,3 +146,4 @@ RERANKERS.register("cosine")(CosineReranker())
 RERANKERS.register("bucket")(BucketReranker())
 RERANKERS.register("qe")(QueryExpansionReranker())
 RERANKERS.register("fusion")(FusionReranker())
+RERANKERS.register("qe-all")(QueryExpansionReranker(k=None))
