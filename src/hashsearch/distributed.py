@@ -17,6 +17,7 @@ any machine, with or without GPUs). Only the first process (rank 0) writes files
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Callable, Iterable
 from typing import TypeVar
@@ -37,9 +38,18 @@ def init_from_environment() -> None:
     """Join the process group torchrun describes in the environment (once).
 
     gloo whatever the device: what travels is encoded batches, NumPy arrays on the CPU.
+    The group is left at exit: a process that ends with it still open can abort in
+    gloo's threads ("terminate called without an active exception"), seen on a busy
+    machine.
     """
     if launched_by_torchrun() and not dist.is_initialized():
         dist.init_process_group("gloo")
+        atexit.register(_leave_group)
+
+
+def _leave_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def average_gradients(parameters: Iterable[torch.nn.Parameter]) -> None:
