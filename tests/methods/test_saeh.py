@@ -159,6 +159,12 @@ def test_query_shifts_average_shifted_views_of_queries_only_in_eval():
     assert torch.allclose(translated(x, as_queries=True).h, plain(x).h, atol=1e-5)
 
 
+def test_a_query_shift_as_large_as_the_image_is_a_clear_error():
+    far = tiny_config(**{"encode.query_shifts": [[0, 1], [4, 0]]})
+    with pytest.raises(HashsearchError, match=r"query_shifts \[4, 0\] moves a 8x4 image"):
+        create_method(far, 3, (1, 4, 8))
+
+
 def test_shifted_moves_the_content_and_reflects_the_edge():
     x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).view(2, 3, 4, 5)
     moved = shifted(x, 1, -2)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from hashsearch.config import BackboneConfig
+from hashsearch.errors import HashsearchError
 from hashsearch.imageops import shifted
 from hashsearch.models.backbone import create_backbone
 from hashsearch.models.preprocess import Normalize
@@ -46,6 +47,13 @@ class HashEncoder(nn.Module):
         hash_batchnorm: bool = False,
     ) -> None:
         super().__init__()
+        height, width = image_shape[1:]
+        too_far = [(dy, dx) for dy, dx in query_shifts if abs(dy) >= height or abs(dx) >= width]
+        if too_far:
+            raise HashsearchError(
+                f"encode.query_shifts {list(too_far[0])} moves a {width}x{height} image off "
+                "itself; use shifts smaller than the image"
+            )
         self.normalize = Normalize(normalization, image_shape[0])
         self.backbone = create_backbone(image_shape[0], backbone)
         self.bits = bits
