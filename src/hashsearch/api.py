@@ -143,8 +143,10 @@ def finished_run(directory: Path, config: RunConfig) -> Run | None:
     return run
 
 
-# The splits whose images are queries of an evaluation (`searched_splits`).
-QUERY_SPLITS = ("query", "val")
+# (queries, database) of each kind of evaluation (`searched_splits`).
+SEARCHED_SPLITS = {"query": ("query", "database"), "val": ("val", "train")}
+# The splits whose images are queries of an evaluation.
+QUERY_SPLITS = tuple(queries for queries, _ in SEARCHED_SPLITS.values())
 
 
 def encode_split(
@@ -283,10 +285,9 @@ def searched_splits(split: str) -> tuple[str, str]:
     """(queries, database) of an evaluation: the protocol's query set against its
     database, or (`val`) the validation images against the training images, which
     lets settings such as the re-ranking depth be chosen without the query set."""
-    pairs = {"query": ("query", "database"), "val": ("val", "train")}
-    if split not in pairs:
+    if split not in SEARCHED_SPLITS:
         raise HashsearchError(f"unknown evaluation split {split!r}; use query or val")
-    return pairs[split]
+    return SEARCHED_SPLITS[split]
 
 
 def evaluate(

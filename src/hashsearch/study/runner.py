@@ -214,7 +214,7 @@ class Study:
             dataset.images[rows],
             dataset.labels[rows],
             device=run.config.train.device,
-            as_queries=split == "query",
+            as_queries=split in api.QUERY_SPLITS,
         )
         if run.config.method.name == FEATURE_SOURCE:
             np.savez(cache, **asdict(encoded))
