@@ -1,7 +1,10 @@
 """Run directories: a saved model encodes exactly as the trained one; damaged runs fail clearly."""
 
+import shutil
+
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from hashsearch import api
@@ -96,6 +99,22 @@ def test_query_shifts_change_query_codes_only(channel_run, tmp_path):
         scores = [row["score"] for row in answer["results"]]
         assert scores == pytest.approx(hits.scores.tolist(), abs=1e-5)
         assert scores != pytest.approx(other.scores.tolist(), abs=1e-5)
+
+
+def test_finished_run_reads_a_parameter_missing_from_an_older_run_as_its_default(
+    channel_run, tmp_path
+):
+    """A run saved before `centre_layout` existed was trained with its default."""
+    older = tmp_path / "older"
+    shutil.copytree(channel_run.directory, older)
+    saved = yaml.safe_load((older / "config.yaml").read_text())
+    assert saved["method"]["params"].pop("centre_layout") == "csq"
+    (older / "config.yaml").write_text(yaml.safe_dump(saved))
+    config = api.load_run(channel_run.directory).config
+    default = with_overrides(config, {"method.params.centre_layout": "csq"})
+    assert api.finished_run(older, default) is not None
+    with pytest.raises(HashsearchError, match="another config"):
+        api.finished_run(older, with_overrides(config, {"method.params.centre_layout": "blocks"}))
 
 
 def _codes_and_features(run, pixels, as_queries):

@@ -122,8 +122,11 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Run:
 def finished_run(directory: Path, config: RunConfig) -> Run | None:
     """The run in `directory` if one finished there with `config`, else None.
 
-    The saved config has the method's defaults resolved, so method parameters are
-    compared only where `config` names them. Another config there is an error:
+    Method parameters are compared only where `config` names them, and against the
+    loaded method's parameters, not the saved file's: a run saved before a parameter
+    existed lacks its key and was trained with its default (a new parameter's default
+    keeps the old behaviour), which the loaded method resolves. Another config there
+    is an error:
     reusing it would pass off one experiment as another. `config`'s encode settings
     are not compared but applied: they say how the trained weights encode, which
     does not change the weights (the saved ones scored the epochs in validation).
@@ -132,7 +135,7 @@ def finished_run(directory: Path, config: RunConfig) -> Run | None:
         return None
     run = load_run(directory, encode=config.encode.model_dump())
     exclude: Any = {"method": {"params"}, "train": {"device"}, "encode": True}
-    saved_params = run.config.method.params
+    saved_params = run.model.params.model_dump()
     params_match = all(saved_params.get(k) == v for k, v in config.method.params.items())
     if not params_match or run.config.model_dump(exclude=exclude) != config.model_dump(
         exclude=exclude
