@@ -9,7 +9,9 @@ and mAP@1000 on the protocol's query set. Two-stage re-ranks the first
 `--candidates` (1,000) by `--rerank` (cosine): the design document's setting,
 or one chosen on the validation split by `benchmarks/refinement_choice.py`.
 Each (preset, bits, seed) result is
-appended to `--records` as one JSON record; a run directory that already holds a
+appended to `--records` as one JSON record (it replaces an earlier record of the
+same run, stage 2 and CPU model; the record says the CPU and the precision
+training ran in); a run directory that already holds a
 finished model is evaluated again instead of retrained, so an interrupted sweep
 resumes where it stopped. With several seeds it ends with mean +- std per
 (preset, bits). Time it alone: on 2 cores any other job skews it.
@@ -60,6 +62,7 @@ def run_one(
         "bits": bits,
         "seed": seed,
         "protocol": config.data.protocol,
+        "precision": run.config.train.precision,  # what "auto" meant where it trained
         "epochs": len(history),
         "best_epoch": metrics["best_epoch"],
         "train_seconds": round(metrics["train_seconds"], 1),
@@ -81,8 +84,10 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
     records = json.loads(path.read_text()) if path.is_file() else []
 
     def key(r: dict[str, Any]) -> tuple:
+        """One record per run, stage 2 and CPU: a run on another machine adds its own."""
         stage2 = r.get("rerank", "cosine"), r.get("candidates", 1000)
-        return r["preset"], r.get("variant", ""), r["bits"], r["seed"], *stage2
+        cpu = r.get("environment", {}).get("cpu")
+        return r["preset"], r.get("variant", ""), r["bits"], r["seed"], *stage2, cpu
 
     records = [r for r in records if key(r) != key(record)]
     path.write_text(json.dumps([*records, record], indent=2) + "\n")

@@ -1,11 +1,16 @@
-"""The CPU allocator setting the trainer applies (`retain_freed_memory`)."""
+"""The CPU allocator setting the trainer applies (`retain_freed_memory`), and which
+precision "auto" means on a device (`autocast_precision`)."""
 
 import json
 import platform
 import subprocess
 import sys
 
-from hashsearch.device import retain_freed_memory
+import pytest
+import torch
+
+from hashsearch import device
+from hashsearch.device import autocast_precision, native_bf16, retain_freed_memory
 
 # Run in a fresh process: in this one, earlier tests' trainers have already retained
 # freed memory, which would serve the tensor from the heap whatever the setting.
@@ -49,3 +54,33 @@ def test_retained_memory_serves_large_tensors_from_the_heap_not_fresh_mmap_pages
     assert min(sizes["default"]) >= 40 << 20
     assert sizes["applied"] is True
     assert sizes["retained"] == 0
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "native"),
+    [
+        ({"amx_bf16": True, "avx512_bf16": False}, True),
+        ({"amx_bf16": False, "avx512_bf16": True}, True),
+        ({"amx_bf16": False, "avx512_bf16": False, "avx512_f": True}, False),
+        ({}, False),
+    ],
+)
+def test_a_cpu_computes_bf16_natively_only_with_amx_or_avx512_bf16(
+    monkeypatch, capabilities, native
+):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    native_bf16.cache_clear()
+    try:
+        assert native_bf16("cpu") is native
+        assert autocast_precision("auto", "cpu") == ("bf16" if native else "fp32")
+        assert autocast_precision("auto", torch.device("cpu")) == ("bf16" if native else "fp32")
+    finally:
+        native_bf16.cache_clear()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_an_explicit_precision_is_kept_whatever_the_device_computes(monkeypatch, native):
+    monkeypatch.setattr(device, "native_bf16", lambda device_type: native)
+    assert autocast_precision("bf16", "cpu") == "bf16"
+    assert autocast_precision("fp32", "cpu") == "fp32"
+    assert autocast_precision("auto", "cpu") == ("bf16" if native else "fp32")

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from hashsearch import api
+from hashsearch import api, device
 from hashsearch.config import with_overrides
 from hashsearch.encoding import encode_images
 from hashsearch.errors import HashsearchError
@@ -115,6 +115,33 @@ def test_finished_run_reads_a_parameter_missing_from_an_older_run_as_its_default
     assert api.finished_run(older, default) is not None
     with pytest.raises(HashsearchError, match="another config"):
         api.finished_run(older, with_overrides(config, {"method.params.centre_layout": "blocks"}))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_trains_and_is_saved_as_the_precision_this_machine_gives(
+    monkeypatch, tmp_path, native
+):
+    """A saved run records the precision it trained in, and "auto" matches a finished
+    run only where it means that precision."""
+    monkeypatch.setattr(device, "native_bf16", lambda device_type: native)
+    config = preset_config(
+        "digits",
+        {
+            "train.precision": "auto",
+            "method.bits": 16,
+            "train.epochs": 1,
+            "train.max_steps": 2,
+            "backbone.widths": (8, 16),
+            "backbone.blocks": (1, 1),
+        },
+    )
+    run = api.train(config, tmp_path / "auto", progress=False)
+    saved = yaml.safe_load((run.directory / "config.yaml").read_text())
+    assert saved["train"]["precision"] == ("bf16" if native else "fp32")
+    assert api.finished_run(run.directory, config) is not None
+    monkeypatch.setattr(device, "native_bf16", lambda device_type: not native)
+    with pytest.raises(HashsearchError, match="another config"):
+        api.finished_run(run.directory, config)
 
 
 def _codes_and_features(run, pixels, as_queries):

@@ -25,6 +25,7 @@ from hashsearch.data import load_dataset
 from hashsearch.data.dataset import ImageDataset
 from hashsearch.data.decode import decode_image
 from hashsearch.data.protocols import Splits, make_splits, query_sample
+from hashsearch.device import autocast_precision, native_bf16
 from hashsearch.distributed import is_main_process, world
 from hashsearch.encoding import Encoded, encode_images
 from hashsearch.errors import HashsearchError
@@ -72,6 +73,8 @@ def environment() -> dict[str, Any]:
         "numpy": np.__version__,
         "python": platform.python_version(),
         "cpu": cpu_model(),
+        # whether precision "auto" trains in bf16 on this CPU (AVX-512 BF16 or AMX)
+        "native_bf16": native_bf16("cpu"),
         "threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
     }
@@ -87,8 +90,16 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def decided_here(config: RunConfig) -> RunConfig:
+    """`config` with what this machine decides made concrete: `train.precision` "auto"
+    becomes the precision training runs in here, so a saved run says which it was."""
+    precision = autocast_precision(config.train.precision, config.train.device)
+    return with_overrides(config, {"train.precision": precision})
+
+
 def train(config: RunConfig, out: Path, progress: bool = True) -> Run:
     """Train `config`, keep the epoch the validation split likes best, write the run to `out`."""
+    config = decided_here(config)
     dataset, splits = load_data(config)
     seed_everything(config.seed)  # the initial weights depend on the seed, too
     model = create_method(config, dataset.num_classes, dataset.image_shape)
@@ -130,10 +141,12 @@ def finished_run(directory: Path, config: RunConfig) -> Run | None:
     reusing it would pass off one experiment as another. `config`'s encode settings
     are not compared but applied: they say how the trained weights encode, which
     does not change the weights (the saved ones scored the epochs in validation).
+    A `train.precision` of "auto" matches the precision it means on this machine.
     """
     if not (directory / "model.safetensors").is_file():
         return None
     run = load_run(directory, encode=config.encode.model_dump())
+    config = decided_here(config)
     exclude: Any = {"method": {"params"}, "train": {"device"}, "encode": True}
     saved_params = run.model.params.model_dump()
     params_match = all(saved_params.get(k) == v for k, v in config.method.params.items())

@@ -146,6 +146,10 @@ class AugmentConfig(_Strict):
         return self
 
 
+# Float precision of a forward pass; "auto" is decided on the machine that runs it.
+Precision = Literal["fp32", "bf16", "auto"]
+
+
 class TrainConfig(_Strict):
     """The training recipe (the CIFAR-10 preset's evidence is in `docs/results.md`)."""
 
@@ -178,9 +182,11 @@ class TrainConfig(_Strict):
     device: str = "cpu"
     threads: PositiveInt | None = None
     channels_last: bool = True
-    # "bf16": bfloat16 autocast for training's forward pass; encoding stays float32,
-    # so codes do not depend on it. Fast on CPUs with AVX-512 BF16 or AMX, slow elsewhere.
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # "bf16": bfloat16 autocast for training's forward pass (encoding has its own
+    # `encode.precision`). Fast on CPUs with AVX-512 BF16 or AMX, slow elsewhere.
+    # "auto": bf16 where the device computes it natively, else fp32
+    # (`device.autocast_precision`); `api.train` saves the one it chose.
+    precision: Precision = "fp32"
     max_steps: PositiveInt | None = None  # stop early (smoke tests); None trains all epochs
     # Decay of an exponential moving average of the weights and BatchNorm statistics,
     # updated every step; validation scores the average and the run keeps it (the
@@ -209,8 +215,10 @@ class EncodeConfig(_Strict):
     # item then gets a code close to, not always equal to, its own.
     query_shifts: tuple[tuple[PixelShift, PixelShift], ...] = ()
     # bfloat16 autocast of the forward pass: about twice as fast on CPUs with AVX-512
-    # BF16 or AMX; a code bit whose h is within bf16 rounding of 0 may flip.
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # BF16 or AMX, about a third as fast on CPUs without; a code bit whose h is within
+    # bf16 rounding of 0 may flip. "auto": bf16 where the encoding device computes it
+    # natively, decided where it encodes.
+    precision: Precision = "fp32"
 
 
 class RunConfig(_Strict):

@@ -34,9 +34,9 @@ PRESETS.register("digits")(
 # CIFAR-10 32x32 from scratch on a CPU (docs/recipe.md has the measurement behind each
 # choice): the airbench-shaped network (patch-whitening stem, conv groups, GELU), SGD
 # with a one-cycle schedule at batch 512, label smoothing 0.2, tanh relaxation hardened
-# towards sign() over training, bfloat16 autocast for training and encoding (needs a CPU
-# with AVX-512 BF16 or AMX to be fast; elsewhere pass --set train.precision=fp32
-# --set encode.precision=fp32), flip-averaged codes.
+# towards sign() over training, bfloat16 autocast for training and encoding where the
+# device computes bfloat16 natively (AVX-512 BF16 or AMX; elsewhere it is emulated, 3x
+# slower, and fp32 runs instead: precision "auto"), flip-averaged codes.
 CIFAR10_RECIPE = {
     "data.dataset": "cifar10",
     "data.protocol": "cifar10-2",
@@ -45,10 +45,10 @@ CIFAR10_RECIPE = {
     "method.params": {"relaxation": "tanh", "final_scale": 10.0, "label_smoothing": 0.2},
     "train.batch_size": 512,
     "train.lr": 0.4,
-    "train.precision": "bf16",
+    "train.precision": "auto",
     "train.augment": {"translate": 2, "flip": True},
     "encode.flip_average": True,
-    "encode.precision": "bf16",
+    "encode.precision": "auto",
 }
 
 # The fast preset of recipe round 2: minutes on 2 cores. No decoder (it costs a fifth of

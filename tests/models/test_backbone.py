@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from hashsearch import device
 from hashsearch.config import BackboneConfig, RunConfig, with_overrides
 from hashsearch.methods import create_method
 from hashsearch.models.backbone import BACKBONES, DSHNet, PatchWhitening, create_backbone
@@ -83,3 +84,19 @@ def test_bf16_encoding_returns_float32_and_nearly_the_same_codes():
     agreement = ((a.h >= 0) == (b.h >= 0)).float().mean().item()
     assert agreement > 0.95
     assert torch.allclose(a.feature, b.feature, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_encodes_in_bf16_only_where_the_device_computes_it(monkeypatch, native):
+    monkeypatch.setattr(device, "native_bf16", lambda device_type: native)
+    models = {
+        precision: create_method(tiny_config(**{"encode.precision": precision}), 3, SHAPE).eval()
+        for precision in ("fp32", "bf16", "auto")
+    }
+    for model in models.values():
+        model.load_state_dict(models["fp32"].state_dict())
+    x = correlated_images(64)
+    with torch.no_grad():
+        h = {precision: model(x).h for precision, model in models.items()}
+    assert torch.equal(h["auto"], h["bf16" if native else "fp32"])
+    assert not torch.equal(h["auto"], h["fp32" if native else "bf16"])

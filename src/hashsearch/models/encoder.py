@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from hashsearch.config import BackboneConfig
+from hashsearch.device import autocast_precision
 from hashsearch.errors import HashsearchError
 from hashsearch.imageops import shifted
 from hashsearch.models.backbone import create_backbone
@@ -80,7 +81,8 @@ class HashEncoder(nn.Module):
         """Args: x: (B, C, H, W) already normalised float (see `normalize`); as_queries:
         the images are queries, not items to store (see `query_shifts`).
 
-        In eval mode, `precision` "bf16" runs the pass under bfloat16 autocast
+        In eval mode, `precision` "bf16" (or "auto" on a device with native
+        bfloat16) runs the pass under bfloat16 autocast
         (outputs are float32 again), with `flip_average` h and the feature are the
         means over x and its mirror image, and for queries with `query_shifts` the
         feature is 1/2 x that of x + 1/2 x the mean of those of x moved by each
@@ -91,7 +93,8 @@ class HashEncoder(nn.Module):
         if self.training:
             feature = self.backbone(x)
             return EncoderOutput(h=self.hash_layer(feature), feature=feature)
-        with torch.autocast(x.device.type, torch.bfloat16, enabled=self.precision == "bf16"):
+        bf16 = autocast_precision(self.precision, x.device) == "bf16"
+        with torch.autocast(x.device.type, torch.bfloat16, enabled=bf16):
             feature = self._view_feature(x)
             if as_queries and self.query_shifts:
                 moved = [self._view_feature(shifted(x, dy, dx)) for dy, dx in self.query_shifts]
