@@ -136,12 +136,12 @@ def finished_run(directory: Path, config: RunConfig) -> Run | None:
     Method parameters are compared only where `config` names them, and against the
     loaded method's parameters, not the saved file's: a run saved before a parameter
     existed lacks its key and was trained with its default (a new parameter's default
-    keeps the old behaviour), which the loaded method resolves. Another config there
-    is an error:
-    reusing it would pass off one experiment as another. `config`'s encode settings
-    are not compared but applied: they say how the trained weights encode, which
-    does not change the weights (the saved ones scored the epochs in validation).
-    A `train.precision` of "auto" matches the precision it means on this machine.
+    keeps the old behaviour), which the loaded method resolves. A `train.precision`
+    of "auto" matches the precision it means on this machine. Another config there
+    is an error: reusing it would pass off one experiment as another. `config`'s
+    encode settings are not compared but applied: they say how the trained weights
+    encode, which does not change the weights (the saved ones scored the epochs in
+    validation).
     """
     if not (directory / "model.safetensors").is_file():
         return None

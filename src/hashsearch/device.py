@@ -41,6 +41,13 @@ def autocast_precision(precision: str, device: torch.device | str) -> Literal["f
     return "bf16" if native_bf16(torch.device(device).type) else "fp32"
 
 
+def autocast(precision: str, device: torch.device | str) -> torch.autocast:
+    """The autocast context of a forward pass on `device` at `precision`."""
+    device_type = torch.device(device).type
+    bf16 = autocast_precision(precision, device_type) == "bf16"
+    return torch.autocast(device_type, torch.bfloat16, enabled=bf16)
+
+
 @functools.cache
 def native_bf16(device_type: str) -> bool:
     """Whether `device_type` computes bfloat16 in hardware.

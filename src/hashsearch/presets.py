@@ -35,8 +35,8 @@ PRESETS.register("digits")(
 # choice): the airbench-shaped network (patch-whitening stem, conv groups, GELU), SGD
 # with a one-cycle schedule at batch 512, label smoothing 0.2, tanh relaxation hardened
 # towards sign() over training, bfloat16 autocast for training and encoding where the
-# device computes bfloat16 natively (AVX-512 BF16 or AMX; elsewhere it is emulated, 3x
-# slower, and fp32 runs instead: precision "auto"), flip-averaged codes.
+# device computes bfloat16 natively (AVX-512 BF16 or AMX; elsewhere bf16 made steps
+# 2.9-3.6x slower, and fp32 runs instead: precision "auto"), flip-averaged codes.
 CIFAR10_RECIPE = {
     "data.dataset": "cifar10",
     "data.protocol": "cifar10-2",

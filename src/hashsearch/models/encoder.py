@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from hashsearch.config import BackboneConfig
-from hashsearch.device import autocast_precision
+from hashsearch.device import autocast
 from hashsearch.errors import HashsearchError
 from hashsearch.imageops import shifted
 from hashsearch.models.backbone import create_backbone
@@ -93,8 +93,7 @@ class HashEncoder(nn.Module):
         if self.training:
             feature = self.backbone(x)
             return EncoderOutput(h=self.hash_layer(feature), feature=feature)
-        bf16 = autocast_precision(self.precision, x.device) == "bf16"
-        with torch.autocast(x.device.type, torch.bfloat16, enabled=bf16):
+        with autocast(self.precision, x.device):
             feature = self._view_feature(x)
             if as_queries and self.query_shifts:
                 moved = [self._view_feature(shifted(x, dy, dx)) for dy, dx in self.query_shifts]

@@ -25,7 +25,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from hashsearch.config import TrainConfig
-from hashsearch.device import autocast_precision, check_device, retain_freed_memory
+from hashsearch.device import autocast, check_device, retain_freed_memory
 from hashsearch.distributed import (
     average_buffers,
     average_gradients,
@@ -287,9 +287,7 @@ class Trainer:
         if consistent:
             rows, copies = corrupted_copies(images, cfg.augment, generator)
             images = torch.cat([images, copies])
-        device_type = torch.device(self.device).type
-        bf16 = autocast_precision(cfg.precision, device_type) == "bf16"
-        with torch.autocast(device_type, torch.bfloat16, enabled=bf16):
+        with autocast(cfg.precision, self.device):
             x = method.normalize(images.to(self.device))
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
