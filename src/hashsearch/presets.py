@@ -119,8 +119,9 @@ PRESETS.register("full-round2")(
 # The full preset (recipe round 13): round 2's network with the later rounds' changes
 # and `fast`'s loss. The decoder is off: with the centre term it stopped learning
 # (round 7), and the tenth of the step it cost buys three more epochs (27 min on 2
-# cores). +0.0045 validation mAP over three paired seeds against round 7's `full`
-# (the decoder on, no centre term, lambda1 1, 15 epochs).
+# cores with bf16 instructions; 50 min in fp32 on 2 without, recipe.md round 14).
+# +0.0045 validation mAP over three paired seeds against round 7's `full` (the
+# decoder on, no centre term, lambda1 1, 15 epochs).
 PRESETS.register("full")(
     {
         **PRESETS.get("full-round2"),
