@@ -163,6 +163,13 @@ class TrainConfig(_Strict):
     momentum_schedule: Literal["one-cycle", "constant"] = "one-cycle"
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     weight_decay: NonNegativeFloat = 5e-4
+    # "muon": the backbone's bias-free convolution filters take Muon's step (momentum
+    # orthogonalised, filters held at a fixed norm; `training.optimizers`) at peak rate
+    # `muon_lr` and fixed momentum `muon_momentum`, airbench94_muon's 0.6; every other
+    # parameter SGD's as with "sgd".
+    optimizer: Literal["sgd", "muon"] = "sgd"
+    muon_lr: PositiveFloat = 0.1
+    muon_momentum: Annotated[float, Field(ge=0, lt=1)] = 0.6
     warmup_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     # Learning-rate multiplier for BatchNorm parameters, whose weight decay is divided by
     # it so that their decay per step stays that of the other weights (airbench's 64x

@@ -40,6 +40,7 @@ from hashsearch.evaluation import evaluate_retrieval
 from hashsearch.methods.base import HashingMethod
 from hashsearch.metrics import to_multi_hot
 from hashsearch.training.augment import augment, corrupted_copies
+from hashsearch.training.optimizers import SGDWithMuon, scale_free_filters
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,8 @@ def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[tor
 
 
 class Trainer:
-    """Trains a `HashingMethod` with SGD + one-cycle schedule on a CPU or `config.device`."""
+    """Trains a `HashingMethod` with SGD (Muon for the filters with `optimizer: muon`)
+    and a one-cycle schedule on a CPU or `config.device`."""
 
     def __init__(self, config: TrainConfig, seed: int) -> None:
         check_device(config.device)
@@ -241,15 +243,18 @@ class Trainer:
     def _optimizer(self, method: HashingMethod, total_steps: int) -> tuple[Any, Any]:
         cfg = self.config
         norm_params, other_params = _split_norm_parameters(method, cfg.freeze_norm_scale)
+        filters = scale_free_filters(method.encoder.backbone) if cfg.optimizer == "muon" else []
+        muon_ids = {id(p) for p in filters}
         groups = [
-            {"params": other_params},
+            {"params": [p for p in other_params if id(p) not in muon_ids]},
             {
                 "params": norm_params,
                 "lr": cfg.lr * cfg.norm_lr_scale,
                 "weight_decay": cfg.weight_decay / cfg.norm_lr_scale,
             },
+            {"params": filters, "lr": cfg.muon_lr, "muon_momentum": cfg.muon_momentum},
         ]
-        optimizer = torch.optim.SGD(
+        optimizer = SGDWithMuon(
             [group for group in groups if group["params"]],
             lr=cfg.lr,
             momentum=cfg.momentum,
