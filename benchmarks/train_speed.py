@@ -40,7 +40,7 @@ def step_inputs(config: RunConfig) -> tuple[Trainer, tuple]:
     method = create_method(config, 10, SHAPE).to(memory_format=torch.channels_last)
     if config.train.stem_epochs is not None:
         method.encoder.backbone.train_stem(False)
-    optimizer = torch.optim.SGD(method.parameters(), lr=0.01, momentum=0.9)
+    optimizer, _ = trainer.build_optimizer(method, total_steps=1000)
     generator = torch.Generator().manual_seed(0)
     batch = config.train.batch_size
     images = torch.randint(0, 256, (batch, *SHAPE), dtype=torch.uint8, generator=generator)

@@ -77,7 +77,7 @@ def test_muon_groups_hold_filter_norms_and_other_groups_step_as_sgd():
 def test_trainer_gives_muon_the_backbones_bias_free_convolutions_only():
     config = tiny(**{"train.optimizer": "muon", "train.muon_lr": 0.05})
     method = create_method(config, num_classes=10, image_shape=(1, 8, 8))
-    optimizer, _ = Trainer(config.train, 0)._optimizer(method, total_steps=10)
+    optimizer, _ = Trainer(config.train, 0).build_optimizer(method, total_steps=10)
     muon = [group for group in optimizer.param_groups if "muon_momentum" in group]
     assert len(muon) == 1 and muon[0]["max_lr"] == 0.05
     filters = {id(p) for p in muon[0]["params"]}
@@ -86,7 +86,7 @@ def test_trainer_gives_muon_the_backbones_bias_free_convolutions_only():
     others = {id(p) for group in optimizer.param_groups[:-1] for p in group["params"]}
     assert optimizer.param_groups[-1] is muon[0] and not filters & others
     sgd = with_overrides(config, {"train.optimizer": "sgd"})
-    optimizer, _ = Trainer(sgd.train, 0)._optimizer(method, total_steps=10)
+    optimizer, _ = Trainer(sgd.train, 0).build_optimizer(method, total_steps=10)
     assert all("muon_momentum" not in group for group in optimizer.param_groups)
 
 

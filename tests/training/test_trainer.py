@@ -121,7 +121,7 @@ def test_optimizer_groups_scale_batchnorm_rates_and_keep_their_decay_per_step():
         },
     )
     method = create_method(config, num_classes=10, image_shape=(1, 8, 8))
-    optimizer, schedule = Trainer(config.train, 0)._optimizer(method, total_steps=10)
+    optimizer, schedule = Trainer(config.train, 0).build_optimizer(method, total_steps=10)
     norms = [m for m in method.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms and all(not m.weight.requires_grad for m in norms)  # scales frozen at 1
     other, norm = optimizer.param_groups
@@ -144,7 +144,7 @@ def test_one_cycle_momentum_schedule_is_the_default():
 
     config = tiny()
     method = create_method(config, num_classes=10, image_shape=(1, 8, 8))
-    optimizer, schedule = Trainer(config.train, 0)._optimizer(method, total_steps=10)
+    optimizer, schedule = Trainer(config.train, 0).build_optimizer(method, total_steps=10)
     assert len(optimizer.param_groups) == 2  # BatchNorm parameters in their own group
     first = optimizer.param_groups[0]["momentum"]
     for _ in range(2):
@@ -184,7 +184,7 @@ def spied_step(augmenting: dict, progress: float = 0.0) -> tuple[dict, list, tor
 
     method.losses = spying
     trainer = Trainer(config.train, 0)
-    optimizer, _ = trainer._optimizer(method, total_steps=10)
+    optimizer, _ = trainer.build_optimizer(method, total_steps=10)
     images = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
     targets = torch.eye(10)[torch.arange(16) % 10]
     terms = trainer.train_step(method, images, targets, torch.Generator(), optimizer)

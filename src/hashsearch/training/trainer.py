@@ -146,7 +146,7 @@ class Trainer:
         total_steps = min(
             cfg.epochs * steps_per_epoch, cfg.max_steps or cfg.epochs * steps_per_epoch
         )
-        optimizer, schedule = self._optimizer(method, total_steps)
+        optimizer, schedule = self.build_optimizer(method, total_steps)
         averaged = weight_average(method, cfg.ema)
         result, started = TrainResult(best_state=_state_copy(method)), time.perf_counter()
         epochs = math.ceil(total_steps / steps_per_epoch)
@@ -240,7 +240,8 @@ class Trainer:
             **{f"loss_{k}": v / max(1, done) for k, v in sums.items()},
         }
 
-    def _optimizer(self, method: HashingMethod, total_steps: int) -> tuple[Any, Any]:
+    def build_optimizer(self, method: HashingMethod, total_steps: int) -> tuple[Any, Any]:
+        """The optimiser over `method`'s trainable parameters and its one-cycle schedule."""
         cfg = self.config
         norm_params, other_params = _split_norm_parameters(method, cfg.freeze_norm_scale)
         filters = scale_free_filters(method.encoder.backbone) if cfg.optimizer == "muon" else []
