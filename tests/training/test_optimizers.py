@@ -72,6 +72,7 @@ def test_muon_groups_hold_filter_norms_and_other_groups_step_as_sgd():
     # rescaled to norm sqrt(6) before each step, then moved by an orthogonal update of
     # Frobenius norm about sqrt(6) * lr
     assert float(conv.weight.detach().norm()) == pytest.approx(math.sqrt(6), rel=0.1)
+    assert optimizer.step(lambda: 2.5) == 2.5  # a closure's loss comes back, as from SGD
 
 
 def test_trainer_gives_muon_the_backbones_bias_free_convolutions_only():

@@ -53,14 +53,18 @@ def scale_free_filters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 class SGDWithMuon(torch.optim.SGD):
     """`torch.optim.SGD`, except that param groups holding a `muon_momentum` take
-    Muon's step: Nesterov momentum at that (fixed) rate, orthogonalised per output
-    channel matrix, after the filters are rescaled to norm sqrt(out channels), as
-    airbench94_muon does. Such a group's `lr` follows the schedule like any other;
+    Muon's step: Nesterov momentum at that (fixed) rate, orthogonalised as an
+    (out, in*k*k) matrix, after the filters are rescaled to norm sqrt(out channels),
+    as airbench94_muon does. Such a group's `lr` follows the schedule like any other;
     its `momentum` (cycled by a one-cycle schedule) and `weight_decay` are unused.
     """
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        loss = None
+        if closure is not None:  # gradients first, as SGD's own step does
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
             if "muon_momentum" not in group:
                 continue
@@ -75,4 +79,5 @@ class SGDWithMuon(torch.optim.SGD):
                 p.mul_(math.sqrt(len(p)) / p.norm())
                 p.add_(update.to(p.dtype), alpha=-group["lr"])
                 p.grad = None  # stepped: SGD's step below passes over it
-        return super().step(closure)
+        super().step()
+        return loss
