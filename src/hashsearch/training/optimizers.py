@@ -72,8 +72,11 @@ class SGDWithMuon(torch.optim.SGD):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                buffer = self.state[p].setdefault("muon_buffer", torch.zeros_like(p.grad))
-                buffer.mul_(beta).add_(p.grad)
+                state = self.state[p]
+                if "muon_buffer" in state:  # no zeros allocated per step to be discarded
+                    buffer = state["muon_buffer"].mul_(beta).add_(p.grad)
+                else:
+                    buffer = state["muon_buffer"] = p.grad.clone()
                 direction = p.grad.add(buffer, alpha=beta)  # Nesterov
                 update = orthogonalised(direction.reshape(len(p), -1)).view(p.shape)
                 p.mul_(math.sqrt(len(p)) / p.norm())
