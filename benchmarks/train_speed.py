@@ -3,8 +3,9 @@
     python benchmarks/train_speed.py [--presets fast full] [--precisions bf16 fp32] [--profile]
 
 Each training step is the trainer's own `train_step` (augmentation, normalisation,
-the preset's loss, SGD) on random CIFAR-sized uint8 batches, so the figure
-is what an epoch costs apart from data shuffling and validation. Encoding is
+the preset's loss, its optimiser) on random CIFAR-sized uint8 batches, so the figure
+is what an epoch costs apart from data shuffling and validation; the optimiser's
+step is also timed alone (`optimizer_step_ms`). Encoding is
 `encode_images` (eval mode, the preset's flip averaging) of items to store, and of
 queries (`encode.query_shifts`' extra views, where the preset has them). Prints
 the CPU model, thread count and torch version first. Time it alone: on 2 cores any
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 
 import numpy as np
@@ -57,6 +59,22 @@ def train_rate(config: RunConfig, steps: int) -> float:
     for _ in range(steps):
         trainer.train_step(*inputs)
     return steps * config.train.batch_size / (time.perf_counter() - started)
+
+
+def optimizer_step_ms(config: RunConfig, steps: int) -> float:
+    """Median milliseconds of the optimiser's step alone, on random gradients: what an
+    optimiser (Muon's Newton-Schulz iterations) adds to a training step, measured apart
+    from the forward and backward passes, whose time varies more between runs."""
+    _, (*_, optimizer) = step_inputs(config)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    times = []
+    for _ in range(steps + 2):  # the first two warm up, as in train_rate
+        for p in params:
+            p.grad = torch.randn_like(p) * 1e-3
+        started = time.perf_counter()
+        optimizer.step()
+        times.append(time.perf_counter() - started)
+    return 1000 * statistics.median(times[2:])
 
 
 def encode_rate(config: RunConfig, count: int, as_queries: bool = False) -> float:
@@ -108,6 +126,7 @@ def main() -> None:
                         "batch_size": config.train.batch_size,
                         "flip_average": config.encode.flip_average,
                         "train_images_per_s": round(train_rate(config, args.steps)),
+                        "optimizer_step_ms": round(optimizer_step_ms(config, args.steps), 1),
                         "query_shifts": config.encode.query_shifts,
                         "encode_images_per_s": round(encode_rate(config, args.encode)),
                         "query_encode_images_per_s": round(

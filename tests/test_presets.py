@@ -80,14 +80,16 @@ def test_fast_is_round_2s_recipe_with_later_rounds_changes_and_the_study_keeps_r
 
 def test_full_is_round_2s_recipe_with_later_rounds_changes_and_full_robust_keeps_round_2():
     """docs/robustness.md measured `full-robust` on round 2's `full`; `full` moving on
-    (round 13: `fast`'s loss, no decoder, 18 epochs) must not move it."""
+    (round 13: `fast`'s loss, no decoder, 18 epochs; round 16: Muon) must not move it."""
     changed, old_params, new_params = changed_settings("full-round2", "full")
     assert changed == {
         ("backbone", "whiten_eps"),
         ("method", "params"),
         ("train", "stem_epochs"),
         ("train", "epochs"),
+        ("train", "optimizer"),  # round 16: Muon for the filters, as `fast` (three seeds)
     }
+    assert preset_config("full").train.muon_lr == preset_config("fast").train.muon_lr == 0.1
     without_decoder = {"lambda_rec": 0.0}
     assert new_params == {
         **old_params,
