@@ -86,7 +86,8 @@ CENTRES_AND_WEAK_PAIRS: dict[str, Any] = {
 
 # Round 15's optimiser (`fast` since round 15, `full` since round 16): the backbone's
 # convolution filters take Muon's step at peak 0.1 (chosen over 0.2 on `fast`'s
-# validation split), every other parameter SGD's, at the same step cost.
+# validation split), every other parameter SGD's: the same step cost on `fast`; on
+# `full` 1.14x SGD's step by a profile, not yet explained (recipe.md, round 16).
 MUON_FILTERS: dict[str, Any] = {"train.optimizer": "muon", "train.muon_lr": 0.1}
 
 # The fast preset: round 2's plus the later rounds' changes and CSQ's class-centre term
@@ -127,7 +128,7 @@ PRESETS.register("full-round2")(
 # The full preset (recipe round 13): round 2's network with the later rounds' changes
 # and `fast`'s loss. The decoder is off: with the centre term it stopped learning
 # (round 7), and the tenth of the step it cost buys three more epochs (27 min on 2
-# cores with bf16 instructions; 50 min in fp32 on 2 without, recipe.md round 14).
+# cores with bf16 instructions; 50 min in fp32 on 2 without, recipe.md round 14; with SGD).
 # +0.0045 validation mAP over three paired seeds against round 7's `full` (the
 # decoder on, no centre term, lambda1 1, 15 epochs). Since round 16 its filters take
 # Muon's step as `fast`'s do: +0.0136 validation mAP over three seeds, every seed higher
