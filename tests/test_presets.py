@@ -70,7 +70,7 @@ def test_fast_is_round_2s_recipe_with_later_rounds_changes_and_the_study_keeps_r
     }
     assert preset_config("fast").train.muon_lr == 0.1  # chosen over 0.2 on validation
     assert preset_config("fast").encode.query_shifts == ((1, 1), (-1, -1))
-    assert preset_config("full").encode.query_shifts == ()  # -0.0007 on validation
+    assert preset_config("full").encode.query_shifts == preset_config("fast").encode.query_shifts
     assert new_params == {**old_params, **LATER_ROUNDS_PARAMS, **CENTRES_AND_WEAK_PAIRS_PARAMS}
     assert {STUDY_PRESETS.get(name).base for name in ("budget", "full")} == {"fast-round2"}
     robust = preset_config("fast-robust")
@@ -88,6 +88,7 @@ def test_full_is_round_2s_recipe_with_later_rounds_changes_and_full_robust_keeps
         ("train", "stem_epochs"),
         ("train", "epochs"),
         ("train", "optimizer"),  # round 16: Muon for the filters, as `fast` (three seeds)
+        ("encode", "query_shifts"),  # round 16: +0.0019 validation mAP on the Muon runs
     }
     assert preset_config("full").train.muon_lr == preset_config("fast").train.muon_lr == 0.1
     without_decoder = {"lambda_rec": 0.0}
