@@ -86,8 +86,9 @@ CENTRES_AND_WEAK_PAIRS: dict[str, Any] = {
 
 # Round 15's optimiser (`fast` since round 15, `full` since round 16): the backbone's
 # convolution filters take Muon's step at peak 0.1 (chosen over 0.2 on `fast`'s
-# validation split), every other parameter SGD's: the same step cost on `fast`; on
-# `full` 1.14x SGD's step by a profile, not yet explained (recipe.md, round 16).
+# validation split), every other parameter SGD's. Its own step adds 10 ms on `fast`,
+# 65 ms on `full` (2% and 4-7% of their steps); whole-step comparisons show nothing more
+# (recipe.md, round 16).
 MUON_FILTERS: dict[str, Any] = {"train.optimizer": "muon", "train.muon_lr": 0.1}
 
 # Round 12's query encoding (`fast` since round 12, `full` since round 16): each query is
