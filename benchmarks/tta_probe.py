@@ -1,12 +1,15 @@
 """Would translation test-time averaging pay? Validation mAP of runs with and without it.
 
     python benchmarks/tta_probe.py runs/bench11/fast-48b-seed0 runs/bench8/full-48b-seed0 \
-        [--shifts '[[1,1],[-1,-1]]' '[[1,1],[-1,-1],[1,-1],[-1,1]]'] [--both-sides]
+        [--shifts '[[1,1],[-1,-1]]' '[[1,1],[-1,-1],[1,-1],[-1,1]]'] [--both-sides] \
+        [--rerank qe-all --candidates 4000]
 
 airbench averages its logits over the image and its copies shifted by one pixel.
 `encode.query_shifts` does that to the re-ranking feature (and so to the code
 computed from it) of queries. Per run this prints stage-1 and two-stage mAP@all
-(top 1,000) of the 1,000 validation images against the training images: as
+(stage 2 by `--rerank` over the first `--candidates`: by default cosine over
+1,000, the setting of rounds 4-12) of the 1,000 validation images against the
+training images: as
 encoded without shifts (`plain`), and with the queries averaged over each
 `--shifts` set (`translate-queries`: the training images encoded as usual; with
 `--both-sides` also `translate`: the training images averaged over the same
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import json
 
-from bench_options import probe_args, probe_parser
+from bench_options import STAGE2_RERANKERS, depth, probe_args, probe_parser
 
 from hashsearch import api
 from hashsearch.encoding import Encoded
@@ -36,13 +39,24 @@ def encoded(run: Run, split: str, shifts: Shifts) -> Encoded:
     return api.encode_split(run, split, as_queries=True)[0]
 
 
-def report(run: Run, name: str, shifts: Shifts, query: Encoded, database: Encoded) -> None:
-    """Print one line: stage-1 and two-stage validation mAP@all of the encoded queries."""
-    found = evaluate_retrieval(query, database, run.model.bits, 1000, None, "cosine")
+def report(
+    run: Run,
+    name: str,
+    shifts: Shifts,
+    query: Encoded,
+    database: Encoded,
+    stage2: tuple[str, int] = ("cosine", 1000),
+) -> None:
+    """Print one line: stage-1 and two-stage validation mAP@all of the encoded queries;
+    `stage2` is (re-ranker, depth)."""
+    rerank, candidates = stage2
+    found = evaluate_retrieval(query, database, run.model.bits, candidates, None, rerank)
     line = {
         "run": str(run.directory),
         "encoding": name,
         "shifts": shifts,
+        "rerank": rerank,
+        "candidates": candidates,
         "stage1_map_all": round(found["stage1"]["map_all"], 4),
         "two_stage_map_all": round(found["two_stage"]["map_all"], 4),
     }
@@ -58,16 +72,20 @@ def main() -> None:
     parser = probe_parser(__doc__)
     parser.add_argument("--shifts", type=shift_set, nargs="+", default=[((1, 1), (-1, -1))])
     parser.add_argument("--both-sides", action="store_true", help="also shift the database")
+    parser.add_argument("--rerank", default="cosine", choices=STAGE2_RERANKERS)
+    parser.add_argument("--candidates", type=depth, default=1000, help="stage-1 list re-ranked")
     args = probe_args(parser)
+    stage2 = args.rerank, args.candidates
     for run_dir in args.runs:
         run = load_run(run_dir)
         database = encoded(run, "train", ())
-        report(run, "plain", (), encoded(run, "val", ()), database)
+        report(run, "plain", (), encoded(run, "val", ()), database, stage2)
         for shifts in args.shifts:
             query = encoded(run, "val", shifts)
-            report(run, "translate-queries", shifts, query, database)
+            report(run, "translate-queries", shifts, query, database, stage2)
             if args.both_sides:
-                report(run, "translate", shifts, query, encoded(run, "train", shifts))
+                both = encoded(run, "train", shifts)
+                report(run, "translate", shifts, query, both, stage2)
 
 
 if __name__ == "__main__":
