@@ -38,6 +38,19 @@ def depth(text: str) -> int:
     return value
 
 
+def add_stage2_options(parser: argparse.ArgumentParser, candidates: int = 1000) -> None:
+    """`--rerank R --candidates N`: the one stage 2 that a script's figures are scored with."""
+    parser.add_argument(
+        "--rerank",
+        default="cosine",
+        choices=STAGE2_RERANKERS,
+        help="stage 2 (chosen by benchmarks/refinement_choice.py)",
+    )
+    parser.add_argument(
+        "--candidates", type=depth, default=candidates, help="stage-1 list re-ranked"
+    )
+
+
 def config_changes(args: argparse.Namespace) -> dict[str, Any]:
     """The `--set` pairs as a dict of dotted keys to values."""
     return parse_assignments(args.changes, "--set")

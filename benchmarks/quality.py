@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_options import STAGE2_RERANKERS, add_set_option, config_changes, depth
+from bench_options import add_set_option, add_stage2_options, config_changes
 
 from hashsearch import api
 from hashsearch.presets import preset_config
@@ -126,13 +126,7 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="name of this variant (run dir, record)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench"))
     parser.add_argument("--records", type=Path, default=None, help="JSON list to append to")
-    parser.add_argument(
-        "--rerank",
-        default="cosine",
-        choices=STAGE2_RERANKERS,
-        help="stage 2 (chosen by benchmarks/refinement_choice.py)",
-    )
-    parser.add_argument("--candidates", type=depth, default=1000, help="stage-1 list re-ranked")
+    add_stage2_options(parser)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     print(json.dumps(api.environment()), flush=True)

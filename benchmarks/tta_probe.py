@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 
-from bench_options import STAGE2_RERANKERS, depth, probe_args, probe_parser
+from bench_options import add_stage2_options, probe_args, probe_parser
 
 from hashsearch import api
 from hashsearch.encoding import Encoded
@@ -72,8 +72,7 @@ def main() -> None:
     parser = probe_parser(__doc__)
     parser.add_argument("--shifts", type=shift_set, nargs="+", default=[((1, 1), (-1, -1))])
     parser.add_argument("--both-sides", action="store_true", help="also shift the database")
-    parser.add_argument("--rerank", default="cosine", choices=STAGE2_RERANKERS)
-    parser.add_argument("--candidates", type=depth, default=1000, help="stage-1 list re-ranked")
+    add_stage2_options(parser)
     args = probe_args(parser)
     stage2 = args.rerank, args.candidates
     for run_dir in args.runs:

@@ -23,7 +23,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from bench_options import STAGE2_RERANKERS, depth
+from bench_options import add_stage2_options
 
 
 def scores_by_seed(path: Path, rerank: str, candidates: int) -> dict[int, dict[str, Any]]:
@@ -50,8 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("a", type=Path, help="refinement_choice.py --out file of variant A")
     parser.add_argument("b", type=Path, help="the same for variant B")
-    parser.add_argument("--rerank", choices=STAGE2_RERANKERS, default="cosine")
-    parser.add_argument("--candidates", type=depth, default=2500)
+    add_stage2_options(parser, candidates=2500)
     args = parser.parse_args()
     a = scores_by_seed(args.a, args.rerank, args.candidates)
     b = scores_by_seed(args.b, args.rerank, args.candidates)
