@@ -45,7 +45,7 @@ def report(
     shifts: Shifts,
     query: Encoded,
     database: Encoded,
-    stage2: tuple[str, int] = ("cosine", 1000),
+    stage2: tuple[str, int],
 ) -> None:
     """Print one line: stage-1 and two-stage validation mAP@all of the encoded queries;
     `stage2` is (re-ranker, depth)."""
