@@ -31,6 +31,7 @@ from hashsearch.presets import preset_config
 from hashsearch.training.trainer import Trainer
 
 SHAPE = (3, 32, 32)
+WARM_UP_STEPS = 2  # oneDNN picks its kernels on the first calls; they are not timed
 
 
 def step_inputs(config: RunConfig) -> tuple[Trainer, tuple]:
@@ -53,7 +54,7 @@ def step_inputs(config: RunConfig) -> tuple[Trainer, tuple]:
 
 def train_rate(config: RunConfig, steps: int) -> float:
     trainer, inputs = step_inputs(config)
-    for _ in range(2):  # warm-up: oneDNN picks kernels on the first calls
+    for _ in range(WARM_UP_STEPS):
         trainer.train_step(*inputs)
     started = time.perf_counter()
     for _ in range(steps):
@@ -68,13 +69,13 @@ def optimizer_step_ms(config: RunConfig, steps: int) -> float:
     _, (*_, optimizer) = step_inputs(config)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     times = []
-    for _ in range(steps + 2):  # the first two warm up, as in train_rate
+    for _ in range(WARM_UP_STEPS + steps):
         for p in params:
             p.grad = torch.randn_like(p) * 1e-3
         started = time.perf_counter()
         optimizer.step()
         times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times[2:])
+    return 1000 * statistics.median(times[WARM_UP_STEPS:])
 
 
 def encode_rate(config: RunConfig, count: int, as_queries: bool = False) -> float:
