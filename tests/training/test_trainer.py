@@ -6,12 +6,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from hashsearch import api
 from hashsearch.config import AugmentConfig, with_overrides
 from hashsearch.methods import create_method
 from hashsearch.presets import preset_config
-from hashsearch.training.augment import augment, corrupted_copies, random_translate
+from hashsearch.training.augment import augment, corrupted_copies, random_translate, scaled_down
 from hashsearch.training.trainer import Trainer, _state_copy, batches, code_inconsistency
 
 
@@ -169,12 +170,14 @@ def test_corruption_augmentation_hits_its_share_of_images_deterministically():
     assert (everything != images).flatten(1).any(1).float().mean() > 0.95
 
 
-def spied_step(augmenting: dict, progress: float = 0.0) -> tuple[dict, list, torch.Tensor, Any]:
-    """One `train_step` of the tiny SAEH on 16 gray 8x8 images with `augmenting` as
-    `train.augment`. Returns the loss terms, (x, targets, out) of each call of the
-    method's loss, the images and the method."""
+def spied_step(
+    augmenting: dict, progress: float = 0.0, method: Any = None
+) -> tuple[dict, list, torch.Tensor, Any]:
+    """One `train_step` of the tiny SAEH (or `method`, built from the same config) on 16
+    gray 8x8 images with `augmenting` as `train.augment`. Returns the loss terms,
+    (x, targets, out) of each call of the method's loss, the images and the method."""
     config = with_overrides(tiny(), {"train.augment": augmenting})
-    method = create_method(config, num_classes=10, image_shape=(1, 8, 8))
+    method = method or create_method(config, num_classes=10, image_shape=(1, 8, 8))
     method.progress = progress
     calls, losses = [], method.losses
 
@@ -211,6 +214,31 @@ def test_a_denoising_decoder_reconstructs_the_images_before_corruption(denoise):
     assert torch.equal(calls[0][0], method.normalize(images).float()) == denoise
     batch = augment(images, AugmentConfig(**augmenting), torch.Generator())
     assert torch.equal(batch.originals, images) and not torch.equal(batch.inputs, images)
+
+
+@pytest.mark.parametrize(("progress", "side"), [(0.0, 4), (0.59, 4), (0.6, 8)])
+def test_progressive_resizing_feeds_small_inputs_early_and_reconstructs_full_size(progress, side):
+    """`low_res`: the encoder sees 4x4 inputs for the first 60% of the steps, 8x8 after;
+    the decoder's target stays the full 8x8 image throughout."""
+    seen = []
+    augmenting = {"translate": 0, "flip": False, "low_res": 4, "low_res_until": 0.6}
+    config = with_overrides(tiny(), {"train.augment": augmenting})
+    method = create_method(config, num_classes=10, image_shape=(1, 8, 8))
+    method.encoder.register_forward_pre_hook(lambda _, args: seen.append(args[0].shape))
+    terms, calls, images, _ = spied_step(augmenting, progress, method)
+    assert seen == [torch.Size([16, 1, side, side])]
+    assert "rec" in terms and all(np.isfinite(list(terms.values())))
+    assert calls[0][0].shape == images.shape
+
+
+def test_scaled_down_keeps_a_flat_image_flat_and_averages_detail():
+    flat = torch.full((2, 3, 32, 32), 0.7)
+    assert torch.allclose(scaled_down(flat, 24), torch.full((2, 3, 24, 24), 0.7))
+    stripes = torch.arange(32.0).remainder(2).expand(1, 1, 32, 32)  # 0/1 columns
+    halved = scaled_down(stripes, 16)  # antialiased: each pixel mixes both kinds of column
+    inner = halved[..., 1:-1]  # the edge columns' filters are cut short
+    assert halved.shape == (1, 1, 16, 16) and torch.allclose(inner, torch.full_like(inner, 0.5))
+    assert F.interpolate(stripes, size=(16, 16), mode="nearest").max() == 0  # aliased away
 
 
 def test_data_parallel_processes_shuffle_alike_and_augment_apart(monkeypatch):

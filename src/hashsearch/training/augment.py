@@ -100,6 +100,12 @@ def corrupted_copies(
     return rows, random_corruption(images[rows], every, generator)
 
 
+def scaled_down(images: torch.Tensor, size: int) -> torch.Tensor:
+    """`images` (B, C, H, W) resized to `size` x `size`, antialiased as a photo is
+    (progressive resizing, `AugmentConfig.low_res`)."""
+    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+
+
 class Augmented(NamedTuple):
     """A training batch: what the encoder sees, and the same images before corruption
     (what a denoising decoder reconstructs, `AugmentConfig.denoise`), None where no

@@ -39,7 +39,7 @@ from hashsearch.errors import HashsearchError, TrainingDiverged
 from hashsearch.evaluation import evaluate_retrieval
 from hashsearch.methods.base import HashingMethod
 from hashsearch.metrics import to_multi_hot
-from hashsearch.training.augment import augment, corrupted_copies
+from hashsearch.training.augment import augment, corrupted_copies, scaled_down
 from hashsearch.training.optimizers import SGDWithMuon, scale_free_filters
 
 log = logging.getLogger(__name__)
@@ -297,7 +297,8 @@ class Trainer:
             x = method.normalize(images.to(self.device))
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            out = method(x)
+            size = cfg.augment.input_size(method.progress)
+            out = method(x if size is None else scaled_down(x, size))
             reproduced = x  # a denoising decoder reconstructs the images before corruption
             if cfg.augment.denoise and originals is not None:
                 reproduced = method.normalize(originals.to(self.device))
