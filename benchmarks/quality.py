@@ -84,10 +84,12 @@ def append_record(path: Path, record: dict[str, Any]) -> None:
     records = json.loads(path.read_text()) if path.is_file() else []
 
     def key(r: dict[str, Any]) -> tuple:
-        """One record per run, stage 2 and CPU: a run on another machine adds its own."""
+        """One record per run, stage 2 and CPU: a run on another machine adds its own
+        (virtual machines of two generations may share a model name, not a family/model)."""
         stage2 = r.get("rerank", "cosine"), r.get("candidates", 1000)
-        cpu = r.get("environment", {}).get("cpu")
-        return r["preset"], r.get("variant", ""), r["bits"], r["seed"], *stage2, cpu
+        env = r.get("environment", {})
+        cpu = env.get("cpu"), env.get("cpu_family_model")
+        return r["preset"], r.get("variant", ""), r["bits"], r["seed"], *stage2, *cpu
 
     records = [r for r in records if key(r) != key(record)]
     path.write_text(json.dumps([*records, record], indent=2) + "\n")

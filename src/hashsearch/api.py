@@ -73,6 +73,9 @@ def environment() -> dict[str, Any]:
         "numpy": np.__version__,
         "python": platform.python_version(),
         "cpu": cpu_model(),
+        # a virtual machine's model name may hide the generation ("AMD EPYC"): these tell
+        # one from another, and so which records' times compare
+        "cpu_family_model": cpu_family_model(),
         # whether precision "auto" trains in bf16 on this CPU (AVX-512 BF16 or AMX)
         "native_bf16": native_bf16("cpu"),
         "threads": torch.get_num_threads(),
@@ -80,14 +83,27 @@ def environment() -> dict[str, Any]:
     }
 
 
-def cpu_model() -> str:
+def _first_cpu_info() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo, empty where there is none."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return {}
+    first = text.split("\n\n", 1)[0]
+    pairs = (line.split(":", 1) for line in first.splitlines() if ":" in line)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def cpu_model() -> str:
+    return _first_cpu_info().get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_family_model() -> str | None:
+    """ "family F model M" (x86), None where /proc/cpuinfo does not say."""
+    info = _first_cpu_info()
+    if "cpu family" not in info or "model" not in info:
+        return None
+    return f"family {info['cpu family']} model {info['model']}"
 
 
 def decided_here(config: RunConfig) -> RunConfig:
