@@ -67,7 +67,12 @@ def test_fast_is_round_2s_recipe_with_later_rounds_changes_and_the_study_keeps_r
         ("train", "epochs"),
         ("encode", "query_shifts"),  # round 12, +0.0055 validation mAP over three seeds
         ("train", "optimizer"),  # round 15: Muon for the filters, +0.0074 (three seeds)
+        ("train", "augment"),  # round 19: progressive resizing, +0.0056 (three seeds)
     }
+    fast_augment = preset_config("fast").train.augment
+    assert (fast_augment.low_res, fast_augment.low_res_until) == (24, 0.5)
+    assert preset_config("fast").train.epochs == 19
+    assert preset_config("full").train.augment.low_res is None
     assert preset_config("fast").train.muon_lr == 0.1  # chosen over 0.2 on validation
     assert preset_config("fast").encode.query_shifts == ((1, 1), (-1, -1))
     assert preset_config("full").encode.query_shifts == preset_config("fast").encode.query_shifts

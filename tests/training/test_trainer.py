@@ -239,6 +239,7 @@ def test_scaled_down_keeps_a_flat_image_flat_and_averages_detail():
     inner = halved[..., 1:-1]  # the edge columns' filters are cut short
     assert halved.shape == (1, 1, 16, 16) and torch.allclose(inner, torch.full_like(inner, 0.5))
     assert F.interpolate(stripes, size=(16, 16), mode="nearest").max() == 0  # aliased away
+    assert scaled_down(stripes, 32) is stripes and scaled_down(stripes, 48) is stripes
 
 
 def test_data_parallel_processes_shuffle_alike_and_augment_apart(monkeypatch):

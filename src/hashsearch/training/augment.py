@@ -102,7 +102,10 @@ def corrupted_copies(
 
 def scaled_down(images: torch.Tensor, size: int) -> torch.Tensor:
     """`images` (B, C, H, W) resized to `size` x `size`, antialiased as a photo is
-    (progressive resizing, `AugmentConfig.low_res`)."""
+    (progressive resizing, `AugmentConfig.low_res`); images no larger than that are
+    returned as they are: a preset's `low_res` never scales a small data set up."""
+    if size >= min(images.shape[-2:]):
+        return images
     return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
 
 
