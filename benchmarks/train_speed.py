@@ -7,7 +7,9 @@ the preset's loss, its optimiser) on random CIFAR-sized uint8 batches, so the fi
 is what an epoch costs apart from data shuffling and validation; the optimiser's
 step is also timed alone (`optimizer_step_ms`). Encoding is
 `encode_images` (eval mode, the preset's flip averaging) of items to store, and of
-queries (`encode.query_shifts`' extra views, where the preset has them). Prints
+queries (`encode.query_shifts`' extra views, where the preset has them). A preset
+that trains its first steps on smaller images (`train.augment.low_res`) gets three
+training rates: the full-size step's, the small step's and the whole run's. Prints
 the CPU model, thread count and torch version first. The default precision is the
 presets' own, `auto`, printed as what it means here: on a CPU without bfloat16
 instructions an explicit `bf16` is emulated and runs 3-4x slower than fp32. Time it
@@ -26,7 +28,7 @@ import torch
 from bench_options import add_set_option, config_changes
 
 from hashsearch.api import environment
-from hashsearch.config import RunConfig
+from hashsearch.config import RunConfig, with_overrides
 from hashsearch.device import autocast_precision
 from hashsearch.encoding import encode_images
 from hashsearch.methods import create_method
@@ -63,6 +65,21 @@ def train_rate(config: RunConfig, steps: int) -> float:
     for _ in range(steps):
         trainer.train_step(*inputs)
     return steps * config.train.batch_size / (time.perf_counter() - started)
+
+
+def train_rates(config: RunConfig, steps: int) -> dict[str, int]:
+    """`train_images_per_s` of the full-size step; for a preset with progressive
+    resizing (`train.augment.low_res`) also that of its smaller step and the rate over a
+    whole run, the two mixed by the share of steps each takes."""
+    full_size = with_overrides(config, {"train.augment.low_res": None})
+    rates = {"train_images_per_s": round(train_rate(full_size, steps))}
+    augment = config.train.augment
+    if augment.low_res is not None:
+        low = train_rate(config, steps)  # a fresh method's progress is 0: the small step
+        share = augment.low_res_until
+        run = 1 / (share / low + (1 - share) / rates["train_images_per_s"])
+        rates |= {"low_res_train_images_per_s": round(low), "run_train_images_per_s": round(run)}
+    return rates
 
 
 def optimizer_step_ms(config: RunConfig, steps: int) -> float:
@@ -133,7 +150,7 @@ def main() -> None:
                         "blocks": list(config.backbone.blocks),
                         "batch_size": config.train.batch_size,
                         "flip_average": config.encode.flip_average,
-                        "train_images_per_s": round(train_rate(config, args.steps)),
+                        **train_rates(config, args.steps),
                         "optimizer_step_ms": round(optimizer_step_ms(config, args.steps), 1),
                         "query_shifts": config.encode.query_shifts,
                         "encode_images_per_s": round(encode_rate(config, args.encode)),

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
+import sys
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -22,6 +26,26 @@ def find_cifar10_jpg() -> Path:
 
 
 CIFAR10_JPG = find_cifar10_jpg()
+
+
+def _load_benchmark(name: str) -> ModuleType:
+    """benchmarks/<name>.py as a module: the benchmarks are scripts, not a package, and
+    import their sibling helpers (bench_options) by plain name."""
+    folder = str(REPO / "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(folder)
+    return module
+
+
+@pytest.fixture(scope="session")
+def load_benchmark() -> Callable[[str], ModuleType]:
+    """The loader of benchmarks/<name>.py, for the tests of the benchmark scripts."""
+    return _load_benchmark
 
 
 @pytest.fixture(autouse=True, scope="session")

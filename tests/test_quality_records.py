@@ -3,26 +3,14 @@ replaces its own record and a run on another machine adds one."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
-def quality():
-    sys.path.insert(0, str(BENCHMARKS))  # quality.py imports its sibling bench_options
-    try:
-        spec = importlib.util.spec_from_file_location("quality", BENCHMARKS / "quality.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return module
+def quality(load_benchmark):
+    return load_benchmark("quality")
 
 
 def record(seed: int, family_model: str | None, mAP: float) -> dict:

@@ -3,7 +3,6 @@ what distortion it added."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import sys
 import tarfile
@@ -15,17 +14,10 @@ from PIL import Image
 
 from hashsearch.data.cifar10 import load_cifar10
 
-BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
-
 
 @pytest.fixture(scope="module")
-def recompress_jpeg():
-    spec = importlib.util.spec_from_file_location(
-        "recompress_jpeg", BENCHMARKS / "recompress_jpeg.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def recompress_jpeg(load_benchmark):
+    return load_benchmark("recompress_jpeg")
 
 
 def pixels_by_name(archive: Path) -> dict[str, np.ndarray]:

@@ -1,0 +1,42 @@
+"""benchmarks/train_speed.py: a preset with progressive resizing is timed at both of
+its step sizes, and its whole-run rate mixes them by their shares of the steps."""
+
+from __future__ import annotations
+
+import pytest
+
+from hashsearch.presets import preset_config
+
+
+@pytest.fixture(scope="module")
+def train_speed(load_benchmark):
+    return load_benchmark("train_speed")
+
+
+def spied_rates(train_speed, monkeypatch, config) -> tuple[dict, list]:
+    """`train_rates` with each timing replaced by a fixed rate per input size."""
+    sizes = []
+
+    def rate(config, steps):
+        sizes.append(config.train.augment.low_res)
+        return {None: 100.0, 24: 300.0}[config.train.augment.low_res]
+
+    monkeypatch.setattr(train_speed, "train_rate", rate)
+    return train_speed.train_rates(config, steps=1), sizes
+
+
+def test_progressive_preset_gets_full_size_small_and_whole_run_rates(train_speed, monkeypatch):
+    config = preset_config("fast", {"train.augment.low_res_until": 0.5})
+    rates, sizes = spied_rates(train_speed, monkeypatch, config)
+    assert sizes == [None, 24]
+    # half the steps at 300 images/s, half at 100: 1 / (0.5/300 + 0.5/100) = 150
+    assert rates == {
+        "train_images_per_s": 100,
+        "low_res_train_images_per_s": 300,
+        "run_train_images_per_s": 150,
+    }
+
+
+def test_full_size_preset_gets_one_rate(train_speed, monkeypatch):
+    rates, sizes = spied_rates(train_speed, monkeypatch, preset_config("full"))
+    assert sizes == [None] and rates == {"train_images_per_s": 100}
