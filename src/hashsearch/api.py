@@ -99,7 +99,7 @@ def cpu_model() -> str:
 
 
 def cpu_family_model() -> str | None:
-    """ "family F model M" (x86), None where /proc/cpuinfo does not say."""
+    """The CPU's "family F model M" (x86), None where /proc/cpuinfo does not say."""
     info = _first_cpu_info()
     if "cpu family" not in info or "model" not in info:
         return None

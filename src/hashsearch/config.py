@@ -125,15 +125,15 @@ class AugmentConfig(_Strict):
     # is then not asked to describe the noise, blur or zoom.
     denoise: bool = False
     # Progressive resizing: during the first `low_res_until` of the training steps the
-    # encoder sees each augmented batch scaled down (antialiased) to `low_res` pixels a
-    # side, which cuts a step's cost about by the pixel ratio; the rest, and all
+    # encoder sees each augmented batch scaled down (antialiased) to `low_res` pixels on
+    # its shorter side, which cuts a step's cost about by the pixel ratio; the rest, and all
     # validation and encoding, runs at full size. A decoder still reconstructs the
     # full-size image. None: full size throughout.
     low_res: Annotated[int, Field(ge=4)] | None = None
     low_res_until: Annotated[float, Field(gt=0, le=1)] = 0.5
 
     def input_size(self, progress: float) -> int | None:
-        """The side length training inputs are scaled to at `progress`, None for full size."""
+        """The shorter side training inputs are scaled to at `progress`, None: full size."""
         return self.low_res if self.low_res is not None and progress < self.low_res_until else None
 
     def replacing(self, progress: float) -> bool:

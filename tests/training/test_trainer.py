@@ -240,6 +240,8 @@ def test_scaled_down_keeps_a_flat_image_flat_and_averages_detail():
     assert halved.shape == (1, 1, 16, 16) and torch.allclose(inner, torch.full_like(inner, 0.5))
     assert F.interpolate(stripes, size=(16, 16), mode="nearest").max() == 0  # aliased away
     assert scaled_down(stripes, 32) is stripes and scaled_down(stripes, 48) is stripes
+    wide = torch.rand(2, 3, 16, 40)  # the shorter side goes to `size`, the aspect stays
+    assert scaled_down(wide, 8).shape == (2, 3, 8, 20)
 
 
 def test_data_parallel_processes_shuffle_alike_and_augment_apart(monkeypatch):

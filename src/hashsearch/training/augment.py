@@ -101,12 +101,16 @@ def corrupted_copies(
 
 
 def scaled_down(images: torch.Tensor, size: int) -> torch.Tensor:
-    """`images` (B, C, H, W) resized to `size` x `size`, antialiased as a photo is
-    (progressive resizing, `AugmentConfig.low_res`); images no larger than that are
-    returned as they are: a preset's `low_res` never scales a small data set up."""
-    if size >= min(images.shape[-2:]):
+    """`images` (B, C, H, W) resized so that their shorter side is `size`, the aspect
+    kept and antialiased as a photo is (progressive resizing, `AugmentConfig.low_res`);
+    images no larger than that are returned as they are: a preset's `low_res` never
+    scales a small data set up."""
+    height, width = images.shape[-2:]
+    scale = size / min(height, width)
+    if scale >= 1:
         return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+    target = (round(height * scale), round(width * scale))
+    return F.interpolate(images, size=target, mode="bilinear", antialias=True)
 
 
 class Augmented(NamedTuple):
