@@ -31,14 +31,14 @@ CIFAR10_JPG = find_cifar10_jpg()
 def _load_benchmark(name: str) -> ModuleType:
     """benchmarks/<name>.py as a module: the benchmarks are scripts, not a package, and
     import their sibling helpers (bench_options) by plain name."""
-    folder = str(REPO / "benchmarks")
-    sys.path.insert(0, folder)
+    folder = REPO / "benchmarks"
+    sys.path.insert(0, str(folder))
     try:
-        spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
-        sys.path.remove(folder)
+        sys.path.remove(str(folder))
     return module
 
 
