@@ -36,6 +36,8 @@ def _load_benchmark(name: str) -> ModuleType:
     try:
         spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
+        # dataclasses look their module up in sys.modules while the class is built
+        sys.modules[name] = module
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(folder))

@@ -10,7 +10,7 @@ memory to a few (chunk x database) arrays.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ import numpy as np
 from hashsearch.encoding import Encoded, unpack_codes
 from hashsearch.errors import HashsearchError
 from hashsearch.metrics import MetricAccumulator, relevance
-from hashsearch.rerank import RERANKERS
+from hashsearch.rerank import RERANKERS, Reranker
 from hashsearch.search import check_search_args, rerank_prefix
 
 CHUNK_ELEMENTS = 8_000_000  # per (chunk x database) array: ~8-64 MB depending on dtype
@@ -44,36 +44,49 @@ def reranker_names(rerank: str | Sequence[str]) -> list[str]:
     return names
 
 
+def named_rerankers(
+    rerank: str | Sequence[str] | Mapping[str, Reranker | None],
+) -> dict[str, Reranker | None]:
+    """Registered strategy names, or strategies given by name (a probe's own, unregistered),
+    as {name: strategy}; a one-line error for an unknown name or none at all."""
+    if not isinstance(rerank, Mapping):
+        return {name: RERANKERS.get(name) for name in reranker_names(rerank)}
+    if not rerank:
+        raise HashsearchError("no re-ranker given")
+    return dict(rerank)
+
+
 def evaluate_retrieval(
     query: Encoded,
     database: Encoded,
     bits: int,
     candidates: int = 1000,
     radius: int | None = None,
-    rerank: str | Sequence[str] = "cosine",
+    rerank: str | Sequence[str] | Mapping[str, Reranker | None] = "cosine",
     chunk: int | None = None,
 ) -> dict[str, Any]:
     """mAP@all, mAP@1000, precision@k, precision within radius 2 and PR points.
 
     `rerank` names one refinement strategy or several (all evaluated on the same
-    stage-1 ranking, so a study pays for stage 1 once). Returns
+    stage-1 ranking, so a study pays for stage 1 once), or maps names to strategies
+    that are not registered (a probe's). Returns
     ``{"stage1": {...}, "two_stage": {...}, "refinements": {name: {...}},
     "candidate_set": {...}, "settings": {...}}``: "two_stage" is the first
     strategy's metrics (omitted when it is "none"), "refinements" every strategy
     but "none", and "candidate_set" the mean number of candidates and their
     recall (the share of all relevant items that stage 1 passes to stage 2).
     """
-    names = reranker_names(rerank)
-    rerankers = {name: RERANKERS.get(name) for name in names}
+    rerankers = named_rerankers(rerank)
+    names = list(rerankers)
     check_search_args(candidates, radius)
     if len(database.codes) == 0:
         raise HashsearchError("the database split is empty; nothing to evaluate")
     signs_b = unpack_codes(database.codes, bits)
     active = {name: r for name, r in rerankers.items() if r is not None}
-    # Strategies that prepare features the same way share one prepared copy of the database.
-    by_method = {type(r).prepare: r for r in active.values()}
-    shared = {key: r.prepare(database.features) for key, r in by_method.items()}
-    prepared = {name: shared[type(r).prepare] for name, r in active.items()}
+    # Strategies that keep the default preparation share one prepared copy of the database.
+    keys = {name: preparation_key(r) for name, r in active.items()}
+    shared = {keys[name]: r.prepare(database.features) for name, r in active.items()}
+    prepared = {name: shared[keys[name]] for name in active}
     chunk = chunk or max(1, CHUNK_ELEMENTS // max(1, len(database.codes)))
     stage1, refined = MetricAccumulator(), {name: MetricAccumulator() for name in active}
     candidate_set = CandidateSetAccumulator()
@@ -110,6 +123,13 @@ def evaluate_retrieval(
         "ties": "Hamming ties in database order",
     }
     return report
+
+
+def preparation_key(reranker: Reranker) -> object:
+    """What decides a strategy's prepared features: the shared default, or the strategy
+    itself where it overrides `prepare` (its own parameters may shape them)."""
+    default = type(reranker).prepare is Reranker.prepare
+    return Reranker.prepare if default else id(reranker)
 
 
 class CandidateSetAccumulator:
