@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from hashsearch.encoding import Encoded
 from hashsearch.evaluation import evaluate_retrieval
+from hashsearch.rerank import Reranker
 
 
 def naive_ap(rel, k=None):
@@ -90,3 +91,22 @@ def test_multi_label_relevance_shares_one_label():
     report = evaluate_retrieval(q, b, 8, rerank="none")
     assert report["stage1"]["map_all"] == pytest.approx((1 / 2 + 2 / 3) / 2)
     assert "two_stage" not in report
+
+
+def test_strategies_with_the_default_preparation_prepare_the_database_once(monkeypatch):
+    calls = []
+    original = Reranker.prepare
+
+    def counted(self, features):
+        calls.append(type(self).__name__)
+        return original(self, features)
+
+    monkeypatch.setattr(Reranker, "prepare", counted)
+    rng = np.random.default_rng(0)
+    items = Encoded(
+        rng.integers(0, 256, (20, 1), dtype=np.uint8),
+        rng.normal(size=(20, 4)).astype(np.float32),
+        rng.integers(0, 2, 20),
+    )
+    evaluate_retrieval(items, items, 8, candidates=5, rerank=["cosine", "bucket", "qe-all"])
+    assert len(calls) == 1

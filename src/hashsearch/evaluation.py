@@ -84,9 +84,12 @@ def evaluate_retrieval(
     signs_b = unpack_codes(database.codes, bits)
     active = {name: r for name, r in rerankers.items() if r is not None}
     # Strategies that keep the default preparation share one prepared copy of the database.
-    keys = {name: preparation_key(r) for name, r in active.items()}
-    shared = {keys[name]: r.prepare(database.features) for name, r in active.items()}
-    prepared = {name: shared[keys[name]] for name in active}
+    shared: dict[object, np.ndarray] = {}
+    for reranker in active.values():
+        key = preparation_key(reranker)
+        if key not in shared:
+            shared[key] = reranker.prepare(database.features)
+    prepared = {name: shared[preparation_key(r)] for name, r in active.items()}
     chunk = chunk or max(1, CHUNK_ELEMENTS // max(1, len(database.codes)))
     stage1, refined = MetricAccumulator(), {name: MetricAccumulator() for name in active}
     candidate_set = CandidateSetAccumulator()
