@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import faiss
 import numpy as np
 from bench_options import depth, probe_args, probe_parser
+from scipy.special import softmax
 
 from hashsearch import api
 from hashsearch.evaluation import evaluate_retrieval
@@ -75,9 +76,7 @@ class ClassProbability(Reranker):
     bias: Array = field(repr=False)
 
     def probabilities(self, features: Array) -> Array:
-        logits = features @ self.weight.T + self.bias
-        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+        return softmax(features @ self.weight.T + self.bias, axis=1).astype(np.float32)
 
     def prepare(self, features: Array) -> Array:
         return self.probabilities(features)
@@ -108,10 +107,10 @@ def main() -> None:
     parser = probe_parser(__doc__)
     parser.add_argument("--candidates", type=depth, nargs="+", default=[4000])
     args = probe_args(parser)
+    query_split, database_split = api.searched_splits("val")
     for run_dir in args.runs:
         run = load_run(run_dir)
         rerankers = probe_rerankers(run)
-        query_split, database_split = api.searched_splits("val")
         query = api.encode_split(run, query_split)[0]
         database = api.encode_split(run, database_split)[0]
         for candidates in args.candidates:
