@@ -85,11 +85,12 @@ def evaluate_retrieval(
     active = {name: r for name, r in rerankers.items() if r is not None}
     # Strategies that keep the default preparation share one prepared copy of the database.
     shared: dict[object, np.ndarray] = {}
-    for reranker in active.values():
+    prepared: dict[str, np.ndarray] = {}
+    for name, reranker in active.items():
         key = preparation_key(reranker)
         if key not in shared:
             shared[key] = reranker.prepare(database.features)
-    prepared = {name: shared[preparation_key(r)] for name, r in active.items()}
+        prepared[name] = shared[key]
     chunk = chunk or max(1, CHUNK_ELEMENTS // max(1, len(database.codes)))
     stage1, refined = MetricAccumulator(), {name: MetricAccumulator() for name in active}
     candidate_set = CandidateSetAccumulator()
