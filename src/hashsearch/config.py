@@ -96,7 +96,12 @@ class AugmentConfig(_Strict):
 
     # random crop by translation of up to this many pixels, reflect-padded
     translate: NonNegativeInt = 2
-    flip: bool = True  # horizontal flips; off for data where mirror images differ (digits)
+    # Horizontal flips; off for data where mirror images differ (digits). True: each
+    # image of a batch is flipped with probability 1/2. "alternating": airbench's
+    # derandomised flip, each image flipped at random in the first epoch and the other
+    # way round in each next one, so any two consecutive epochs show it both ways
+    # (random draws repeat a view half the time and waste that epoch on it).
+    flip: bool | Literal["alternating"] = True
     # Corruption, for codes that survive noisy, blurred, badly exposed or badly framed
     # queries (docs/robustness.md): this fraction of the images gets one of Gaussian
     # noise (sigma up to `noise` x 255), Gaussian blur (sigma up to `blur` pixels), a

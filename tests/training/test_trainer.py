@@ -90,6 +90,35 @@ def test_flip_only_when_configured():
     assert any(mirrored) and not all(mirrored)
 
 
+def test_alternating_flip_shows_each_image_both_ways_in_any_two_epochs(tmp_path, monkeypatch):
+    """`flip: alternating`: the set each epoch trains on is the last one mirrored, the
+    first epoch's a random half-mirrored copy of the stored images; the batch
+    augmentation then draws no flips of its own."""
+    shown = []
+    real = Trainer._epoch
+
+    def spy(self, method, images, *args):
+        shown.append(images.clone())
+        return real(self, method, images, *args)
+
+    monkeypatch.setattr(Trainer, "_epoch", spy)
+    config = with_overrides(
+        tiny(epochs=3), {"train.augment": {"translate": 0, "flip": "alternating"}}
+    )
+    api.train(config, tmp_path / "run", progress=False)
+    dataset, splits = api.load_data(config)
+    data = api.training_data(dataset, splits, config.train.val_retrieval_size, config.seed)
+    stored = torch.from_numpy(data.train_images).permute(0, 3, 1, 2)
+    mirrored = [
+        torch.equal(a, b.flip(2)) and not torch.equal(a, b)
+        for a, b in zip(shown[0], stored, strict=True)
+    ]
+    assert 0.3 < np.mean(mirrored) < 0.7
+    assert torch.equal(shown[1], shown[0].flip(3)) and torch.equal(shown[2], shown[0])
+    alternating = AugmentConfig(translate=0, flip="alternating")
+    assert torch.equal(augment(stored, alternating, torch.Generator()).inputs, stored)
+
+
 def test_a_non_finite_loss_stops_training_with_a_clear_error(tmp_path, monkeypatch):
     from hashsearch.errors import TrainingDiverged
     from hashsearch.methods.saeh import SAEH

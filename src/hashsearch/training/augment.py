@@ -38,9 +38,20 @@ def random_translate(images: torch.Tensor, pad: int, generator: torch.Generator)
     return out
 
 
+def flipped(images: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+    """`images` (B, C, H, W) with those where the boolean `which` (B,) is set mirrored."""
+    return torch.where(which[:, None, None, None], images.flip(3), images)
+
+
 def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    flip = torch.rand(len(images), generator=generator) < 0.5
-    return torch.where(flip[:, None, None, None], images.flip(3), images)
+    return flipped(images, torch.rand(len(images), generator=generator) < 0.5)
+
+
+def alternating_flip(images: torch.Tensor, first: torch.Tensor, epoch: int) -> torch.Tensor:
+    """The whole training set as epoch `epoch` (from 1) sees it under `flip:
+    "alternating"`: the images `first` marks mirrored in odd epochs, the others in even
+    ones. One pass over the stored tensor an epoch, not a draw per batch."""
+    return flipped(images, first if epoch % 2 else ~first)
 
 
 def random_corruption(
@@ -130,11 +141,12 @@ def augment(
     input's shape and dtype.
 
     Corruption replaces originals here only without the consistency term; with it the
-    trainer adds `corrupted_copies` instead.
+    trainer adds `corrupted_copies` instead. Flips are drawn here only with `flip:
+    true`; `"alternating"` ones are the trainer's, on the whole set each epoch.
     """
     pad = min(config.translate, images.shape[2] - 1, images.shape[3] - 1)
     images = random_translate(images, pad, generator)
-    images = random_flip(images, generator) if config.flip else images
+    images = random_flip(images, generator) if config.flip is True else images
     if not config.replacing(progress):
         return Augmented(images, None)
     return Augmented(random_corruption(images, config, generator), images)

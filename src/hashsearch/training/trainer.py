@@ -39,7 +39,12 @@ from hashsearch.errors import HashsearchError, TrainingDiverged
 from hashsearch.evaluation import evaluate_retrieval
 from hashsearch.methods.base import HashingMethod
 from hashsearch.metrics import to_multi_hot
-from hashsearch.training.augment import augment, corrupted_copies, scaled_down
+from hashsearch.training.augment import (
+    alternating_flip,
+    augment,
+    corrupted_copies,
+    scaled_down,
+)
 from hashsearch.training.optimizers import SGDWithMuon, scale_free_filters
 
 log = logging.getLogger(__name__)
@@ -150,6 +155,11 @@ class Trainer:
         averaged = weight_average(method, cfg.ema)
         result, started = TrainResult(best_state=_state_copy(method)), time.perf_counter()
         epochs = math.ceil(total_steps / steps_per_epoch)
+        first_flips = (
+            torch.rand(len(images), generator=augmenting) < 0.5
+            if cfg.augment.flip == "alternating"
+            else None
+        )
         for epoch in range(1, epochs + 1):
             if cfg.stem_epochs is not None and epoch == cfg.stem_epochs + 1:
                 method.encoder.backbone.train_stem(False)
@@ -162,10 +172,11 @@ class Trainer:
                 disable=None if progress else True,
                 mininterval=0.5,
             )
+            shown = images if first_flips is None else alternating_flip(images, first_flips, epoch)
             record = {
                 "epoch": epoch,
                 **self._epoch(
-                    method, images, targets, bar, augmenting, optimizer, schedule, averaged
+                    method, shown, targets, bar, augmenting, optimizer, schedule, averaged
                 ),
             }
             if epoch % cfg.eval_every == 0 or epoch == epochs:
