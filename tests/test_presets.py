@@ -95,6 +95,7 @@ def test_full_is_round_2s_recipe_with_later_rounds_changes_and_full_robust_keeps
         ("train", "epochs"),
         ("train", "optimizer"),  # round 16: Muon for the filters, as `fast` (three seeds)
         ("encode", "query_shifts"),  # round 16: +0.0019 validation mAP on the Muon runs
+        ("train", "augment"),  # round 24: alternating flips (5,000-image selection split)
     }
     assert preset_config("full").train.muon_lr == preset_config("fast").train.muon_lr == 0.1
     without_decoder = {"lambda_rec": 0.0}
@@ -105,7 +106,10 @@ def test_full_is_round_2s_recipe_with_later_rounds_changes_and_full_robust_keeps
         **without_decoder,
     }
     assert preset_config("full").train.epochs == 18
-    assert preset_config("full").train.augment.flip is True  # round 23: validation mixed
+    full_augment = preset_config("full").train.augment
+    assert full_augment == preset_config("full-round2").train.augment.model_copy(
+        update={"flip": "alternating"}
+    )
     robust = preset_config("full-robust")
     assert robust.train.stem_epochs is None
     assert "lambda_centre" not in robust.method.params

@@ -41,6 +41,12 @@ def autocast_precision(precision: str, device: torch.device | str) -> Literal["f
     return "bf16" if native_bf16(torch.device(device).type) else "fp32"
 
 
+def precision_dtype(precision: str, device: torch.device | str) -> torch.dtype:
+    """The torch dtype of `precision` on `device` ("auto" decided as `autocast_precision`)."""
+    bf16 = autocast_precision(precision, torch.device(device).type) == "bf16"
+    return torch.bfloat16 if bf16 else torch.float32
+
+
 def autocast(precision: str, device: torch.device | str) -> torch.autocast:
     """The autocast context of a forward pass on `device` at `precision`."""
     device_type = torch.device(device).type

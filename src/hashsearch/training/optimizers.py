@@ -24,17 +24,24 @@ import torch
 NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)
 
 
-def orthogonalised(matrix: torch.Tensor, steps: int = 5) -> torch.Tensor:
-    """About U V^T for `matrix` = U S V^T (2-D): its singular values moved to ~1."""
+def orthogonalised(
+    matrix: torch.Tensor, steps: int = 5, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """About U V^T for `matrix` = U S V^T (2-D): its singular values moved to ~1.
+
+    The iterations run in `dtype`; bfloat16 is what Muon's authors use (the values
+    land in the same band), and on a CPU with AMX it is about 3x as fast as float32.
+    The result comes back in float32.
+    """
     a, b, c = NEWTON_SCHULZ
-    x = matrix.float() / (matrix.norm() + 1e-7)
+    x = (matrix.float() / (matrix.norm() + 1e-7)).to(dtype)
     wide = x.size(0) <= x.size(1)  # iterate on the smaller Gram matrix
     if not wide:
         x = x.T
     for _ in range(steps):
         gram = x @ x.T
         x = a * x + (b * gram + c * gram @ gram) @ x
-    return x if wide else x.T
+    return (x if wide else x.T).float()
 
 
 def scale_free_filters(module: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -56,7 +63,8 @@ class SGDWithMuon(torch.optim.SGD):
     Muon's step: Nesterov momentum at that (fixed) rate, orthogonalised as an
     (out, in*k*k) matrix, after the filters are rescaled to norm sqrt(out channels),
     as airbench94_muon does. Such a group's `lr` follows the schedule like any other;
-    its `momentum` (cycled by a one-cycle schedule) and `weight_decay` are unused.
+    its `momentum` (cycled by a one-cycle schedule) and `weight_decay` are unused; its
+    optional `muon_dtype` is the precision of the orthogonalisation (float32 if absent).
     """
 
     @torch.no_grad()
@@ -78,7 +86,8 @@ class SGDWithMuon(torch.optim.SGD):
                 else:
                     buffer = state["muon_buffer"] = p.grad.clone()
                 direction = p.grad.add(buffer, alpha=beta)  # Nesterov
-                update = orthogonalised(direction.reshape(len(p), -1)).view(p.shape)
+                dtype = group.get("muon_dtype", torch.float32)
+                update = orthogonalised(direction.reshape(len(p), -1), dtype=dtype).view(p.shape)
                 p.mul_(math.sqrt(len(p)) / p.norm())
                 p.add_(update.to(p.dtype), alpha=-group["lr"])
                 p.grad = None  # stepped: SGD's step below passes over it

@@ -25,7 +25,7 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from hashsearch.config import TrainConfig
-from hashsearch.device import autocast, check_device, retain_freed_memory
+from hashsearch.device import autocast, check_device, precision_dtype, retain_freed_memory
 from hashsearch.distributed import (
     average_buffers,
     average_gradients,
@@ -264,7 +264,12 @@ class Trainer:
                 "lr": cfg.lr * cfg.norm_lr_scale,
                 "weight_decay": cfg.weight_decay / cfg.norm_lr_scale,
             },
-            {"params": filters, "lr": cfg.muon_lr, "muon_momentum": cfg.muon_momentum},
+            {
+                "params": filters,
+                "lr": cfg.muon_lr,
+                "muon_momentum": cfg.muon_momentum,
+                "muon_dtype": precision_dtype(cfg.muon_precision, self.device),
+            },
         ]
         optimizer = SGDWithMuon(
             [group for group in groups if group["params"]],
