@@ -188,7 +188,7 @@ class TrainConfig(_Strict):
     muon_momentum: Annotated[float, Field(ge=0, lt=1)] = 0.6
     # Precision of Muon's orthogonalisation (its Newton-Schulz iterations, a fixed cost
     # per step that grows with the filters, not the batch): "bf16" as Muon's authors
-    # run it, about 3x as fast on a CPU with AMX; "auto": bf16 where the device
+    # run it, half float32's time on a CPU with AMX; "auto": bf16 where the device
     # computes it natively (`device.autocast_precision`).
     muon_precision: Precision = "fp32"
     warmup_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2

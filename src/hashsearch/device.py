@@ -50,7 +50,7 @@ def precision_dtype(precision: str, device: torch.device | str) -> torch.dtype:
 def autocast(precision: str, device: torch.device | str) -> torch.autocast:
     """The autocast context of a forward pass on `device` at `precision`."""
     device_type = torch.device(device).type
-    bf16 = autocast_precision(precision, device_type) == "bf16"
+    bf16 = precision_dtype(precision, device_type) == torch.bfloat16
     return torch.autocast(device_type, torch.bfloat16, enabled=bf16)
 
 
