@@ -79,6 +79,8 @@ def trained_run(cifar10_slice, tmp_path_factory):
             "16",
             "--epochs",
             "2",
+            "--budget-minutes",
+            "600",  # plans both epochs, and changes no weight (tests/training/test_budget.py)
             "--seed",
             "3",
             "--param",
@@ -110,6 +112,8 @@ def test_train_writes_a_complete_run(trained_run):
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert [r["epoch"] for r in metrics["history"]] == [1, 2]
     assert {"loss_cls", "loss_sim", "loss_rec", "val_map_all"} <= set(metrics["history"][-1])
+    assert metrics["budget_plan"]["budget_seconds"] == 600 * 60
+    assert metrics["budget_plan"]["epochs"] == 2
 
 
 def test_encode_index_search_evaluate(trained_run, query_images, tmp_path, capsys, monkeypatch):

@@ -140,6 +140,7 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Run:
         "best_epoch": result.best_epoch,
         "train_seconds": result.train_seconds,
         "history": result.history,
+        **({"budget_plan": result.plan} if result.plan is not None else {}),
     }
     if is_main_process():  # under torchrun every process trains, one writes
         save_run(out, config, model, meta, metrics)

@@ -105,6 +105,9 @@ def train(
     method: Annotated[str | None, typer.Option(help=f"One of: {_names(list_methods())}.")] = None,
     bits: Annotated[int | None, typer.Option(help="Code length in bits, 8-256.")] = None,
     epochs: Annotated[int | None, typer.Option()] = None,
+    budget_minutes: Annotated[
+        float | None, typer.Option(help="Train as many of the epochs as fit in N minutes.")
+    ] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     preset: Annotated[str | None, typer.Option(help=f"One of: {_names(PRESETS.names())}.")] = None,
     config: Annotated[Path | None, typer.Option(help="Start from a YAML RunConfig.")] = None,
@@ -128,6 +131,7 @@ def train(
         "method.name": method,
         "method.bits": bits,
         "train.epochs": epochs,
+        "train.budget_seconds": None if budget_minutes is None else budget_minutes * 60,
         "seed": seed,
         "train.device": device,
     }

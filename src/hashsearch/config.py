@@ -216,6 +216,10 @@ class TrainConfig(_Strict):
     # (`device.autocast_precision`); `api.train` saves the one it chose.
     precision: Precision = "fp32"
     max_steps: PositiveInt | None = None  # stop early (smoke tests); None trains all epochs
+    # Wall-clock seconds the whole run may take (validation included): a timed probe on
+    # a copy of the model decides, before the first step, how many of `epochs` fit
+    # (training/budget.py; metrics.json keeps the plan). None: all `epochs`.
+    budget_seconds: PositiveFloat | None = None
     # Decay of an exponential moving average of the weights and BatchNorm statistics,
     # updated every step; validation scores the average and the run keeps it (the
     # weight averaging of fast CIFAR-10 recipes: it smooths the last steps' noise).

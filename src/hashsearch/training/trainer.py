@@ -45,6 +45,7 @@ from hashsearch.training.augment import (
     corrupted_copies,
     scaled_down,
 )
+from hashsearch.training.budget import epochs_within, plan_record, probe_costs, run_seconds
 from hashsearch.training.optimizers import SGDWithMuon, scale_free_filters
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,7 @@ class TrainResult:
     best_epoch: int = 0
     best_val_map: float = -math.inf
     train_seconds: float = 0.0
+    plan: dict[str, Any] | None = None  # `train.budget_seconds`' plan, if the run had one
 
     def consider(self, record: dict[str, Any], method: HashingMethod) -> None:
         """Keep `method`'s weights if this validated epoch beats the best so far."""
@@ -147,13 +149,14 @@ class Trainer:
         cfg, generator = self.config, seed_everything(self.seed)
         augmenting = data_parallel_generator(generator, self.seed, cfg.batch_size)
         images, targets = self._prepare(method, data)
+        result, started = TrainResult(best_state=_state_copy(method)), time.perf_counter()
         steps_per_epoch = max(1, len(images) // min(cfg.batch_size, len(images)))
-        total_steps = min(
-            cfg.epochs * steps_per_epoch, cfg.max_steps or cfg.epochs * steps_per_epoch
-        )
+        epochs = cfg.epochs
+        if cfg.budget_seconds is not None:
+            epochs, result.plan = self._plan(method, images, targets, data, steps_per_epoch)
+        total_steps = min(epochs * steps_per_epoch, cfg.max_steps or epochs * steps_per_epoch)
         optimizer, schedule = self.build_optimizer(method, total_steps)
         averaged = weight_average(method, cfg.ema)
-        result, started = TrainResult(best_state=_state_copy(method)), time.perf_counter()
         epochs = math.ceil(total_steps / steps_per_epoch)
         first_flips = (
             torch.rand(len(images), generator=augmenting) < 0.5
@@ -200,6 +203,32 @@ class Trainer:
         check_in_step(method)
         method.load_state_dict(result.best_state)
         return result
+
+    def _plan(
+        self,
+        method: HashingMethod,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        data: TrainingData,
+        steps_per_epoch: int,
+    ) -> tuple[int, dict[str, Any]]:
+        """The epochs `train.budget_seconds` allows (at most `train.epochs`), and the plan."""
+        cfg = self.config
+        budget = cast(float, cfg.budget_seconds)
+        costs = probe_costs(self, method, images, targets, data)
+        low_res_share = cfg.augment.low_res_until if cfg.augment.low_res else 0.0
+        epochs = epochs_within(
+            budget, costs, steps_per_epoch, low_res_share, cfg.eval_every, cfg.epochs
+        )
+        if epochs == 0:
+            one = run_seconds(1, costs, steps_per_epoch, low_res_share, cfg.eval_every)
+            raise HashsearchError(
+                f"train.budget_seconds {budget:g} fits no epoch here (one takes about "
+                f"{one:.0f} s on this machine); raise the budget or train a smaller preset"
+            )
+        estimate = run_seconds(epochs, costs, steps_per_epoch, low_res_share, cfg.eval_every)
+        log.info("train.budget_seconds %g: %d of %d epochs fit", budget, epochs, cfg.epochs)
+        return epochs, plan_record(epochs, budget, estimate, costs)
 
     def _prepare(
         self, method: HashingMethod, data: TrainingData
