@@ -79,8 +79,6 @@ def trained_run(cifar10_slice, tmp_path_factory):
             "16",
             "--epochs",
             "2",
-            "--budget-minutes",
-            "600",  # plans both epochs, and changes no weight (tests/training/test_budget.py)
             "--seed",
             "3",
             "--param",
@@ -112,8 +110,19 @@ def test_train_writes_a_complete_run(trained_run):
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert [r["epoch"] for r in metrics["history"]] == [1, 2]
     assert {"loss_cls", "loss_sim", "loss_rec", "val_map_all"} <= set(metrics["history"][-1])
-    assert metrics["budget_plan"]["budget_seconds"] == 600 * 60
-    assert metrics["budget_plan"]["epochs"] == 2
+
+
+def test_train_within_a_budget_reports_and_keeps_its_plan(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    code, _, stderr = run_cli(
+        capsys, monkeypatch, "train", "--preset", "digits", "--epochs", "2",
+        "--budget-minutes", "600", "--bits", "16", "--out", out, "--no-progress",
+        "--set", "backbone.widths=[8, 16]", "--set", "backbone.blocks=[1, 1]",
+    )  # fmt: skip
+    assert code == 0
+    assert "2 of 2 epochs fitted the budget" in stderr
+    plan = json.loads((out / "metrics.json").read_text())["budget_plan"]
+    assert plan["budget_seconds"] == 600 * 60 and plan["epochs"] == 2
 
 
 def test_encode_index_search_evaluate(trained_run, query_images, tmp_path, capsys, monkeypatch):

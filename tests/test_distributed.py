@@ -75,10 +75,12 @@ def test_torchrun_trains_data_parallel_in_step(tmp_path):
     options = [
         "--preset", "digits", "--epochs", "3", "--bits", "24", "--no-progress",
         "--set", "backbone.widths=[8, 16]", "--set", "backbone.blocks=[1, 1]",
+        "--budget-minutes", "600",  # every process takes the first one's plan
     ]  # fmt: skip
     done = torchrun("train", *options, "--out", str(tmp_path / "parallel"))
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr.count("trained saeh") == 1  # rank 0 reports and writes
+    assert "3 of 3 epochs fitted the budget" in done.stderr
     parallel = api.load_run(tmp_path / "parallel")
     assert parallel.meta["processes"] == 2
     single = api.train(tiny_digits(3), tmp_path / "single", progress=False)

@@ -146,9 +146,16 @@ def train(
     if not distributed.is_main_process():
         return
     metrics = json.loads((out / "metrics.json").read_text())
+    plan = metrics.get("budget_plan")
+    fitted = (
+        f"{plan['epochs']} of {run.config.train.epochs} epochs fitted the budget "
+        f"(estimated {plan['estimated_seconds']:.0f} s); "
+        if plan
+        else ""
+    )
     console.print(
         f"trained {run.meta['method']} ({run.meta['bits']} bits) in "
-        f"{metrics['train_seconds']:.1f} s; best validation epoch "
+        f"{metrics['train_seconds']:.1f} s; {fitted}best validation epoch "
         f"{metrics['best_epoch']}; run written to {out}"
     )
 

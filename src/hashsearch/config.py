@@ -141,6 +141,11 @@ class AugmentConfig(_Strict):
         """The shorter side training inputs are scaled to at `progress`, None: full size."""
         return self.low_res if self.low_res is not None and progress < self.low_res_until else None
 
+    @property
+    def low_res_share(self) -> float:
+        """The fraction of the training steps taken on `low_res` inputs."""
+        return self.low_res_until if self.low_res is not None else 0.0
+
     def replacing(self, progress: float) -> bool:
         """Whether corrupted images replace their originals at `progress` (the fraction
         of training steps done)."""
@@ -216,9 +221,10 @@ class TrainConfig(_Strict):
     # (`device.autocast_precision`); `api.train` saves the one it chose.
     precision: Precision = "fp32"
     max_steps: PositiveInt | None = None  # stop early (smoke tests); None trains all epochs
-    # Wall-clock seconds the whole run may take (validation included): a timed probe on
-    # a copy of the model decides, before the first step, how many of `epochs` fit
-    # (training/budget.py; metrics.json keeps the plan). None: all `epochs`.
+    # Wall-clock seconds training may take, from the probe to the last validation: a timed
+    # probe on a copy of the model decides, before the first step, how many of `epochs`
+    # fit (training/budget.py; metrics.json keeps the plan). A target, not a guarantee:
+    # a machine that slows down mid-run overruns it. None: all `epochs`.
     budget_seconds: PositiveFloat | None = None
     # Decay of an exponential moving average of the weights and BatchNorm statistics,
     # updated every step; validation scores the average and the run keeps it (the

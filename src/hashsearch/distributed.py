@@ -12,7 +12,8 @@ any machine, with or without GPUs). Only the first process (rank 0) writes files
   after each backward pass, so all hold the same weights after every step.
   BatchNorm statistics and pairwise losses see each process's share of the
   batch (as in PyTorch DDP without SyncBatchNorm); running statistics are
-  averaged before each validation, so every process selects the same epoch.
+  averaged before each validation, so every process selects the same epoch. A
+  training budget's plan (`train.budget_seconds`) is the first process's.
 """
 
 from __future__ import annotations
@@ -114,6 +115,16 @@ def world() -> tuple[int, int]:
 
 def is_main_process() -> bool:
     return world()[0] == 0
+
+
+def main_process_value(value: T) -> T:
+    """The first process's `value` in every process: for decisions taken from timings,
+    which differ between processes, and which all of them must take alike."""
+    if world()[1] == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def sharded(starts: list[int], work: Callable[[int], T]) -> list[T]:

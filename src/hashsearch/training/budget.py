@@ -2,10 +2,12 @@
 
 The one-cycle schedule needs its length before the first step, so the budget
 becomes an epoch count once, up front, from a short timed probe on a copy of the
-model; the run then trains exactly as `train.epochs` set to that count would (the
-same seed gives the same weights), and metrics.json records the plan, so a
-budgeted run can be repeated on any machine without the budget. A plan is an
-estimate: a machine that slows down during the run overruns it.
+model; the run then trains exactly as `train.epochs` set to that count would (on
+the same machine, the same seed gives the same weights), and metrics.json records
+the plan, so a budgeted run can be repeated without the budget (`config.yaml` keeps
+the budget and re-plans). A plan is an estimate: a machine that slows down during
+the run overruns it. Steps after `train.stem_epochs` are cheaper than the probed
+ones, so a preset that freezes its stem plans on the safe side.
 """
 
 from __future__ import annotations
@@ -20,15 +22,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from hashsearch.distributed import average_values, world
-from hashsearch.encoding import encode_images
+from hashsearch.distributed import average_values, main_process_value, world
+from hashsearch.encoding import Encoded, encode_images
+from hashsearch.errors import HashsearchError
+from hashsearch.evaluation import evaluate_retrieval
+from hashsearch.training.averaging import weight_average
 
 if TYPE_CHECKING:
     from hashsearch.methods.base import HashingMethod
     from hashsearch.training.trainer import Trainer, TrainingData
 
-TIMED_STEPS = 3  # per input size, after one untimed step (oneDNN picks kernels on first use)
-VALIDATION_SAMPLE = 512  # images per split whose encoding time is scaled to the whole split
+TIMED_STEPS = 3  # per input size, after one untimed call (oneDNN picks kernels on first use)
+VALIDATION_SAMPLE = 512  # images of each split per process: one encoding batch
 
 
 @dataclass(frozen=True)
@@ -36,14 +41,15 @@ class RunCosts:
     """Measured seconds of the parts a run is made of, on this machine.
 
     Attributes:
-        step: one training step on full-size images.
-        low_res_step: one step on `augment.low_res` images (`step` without them).
-        validation: one validation (encoding the validation queries and the
-            training sample they search; the search itself is not counted).
+        full_step: one training step on full-size images (with the weight average's
+            update, under `train.ema`).
+        low_res_step: one such step on `augment.low_res` images (`full_step` without them).
+        validation: one validation (encoding the validation queries and the training
+            sample they search, and the search).
         probe: the probe that measured these.
     """
 
-    step: float
+    full_step: float
     low_res_step: float
     validation: float
     probe: float
@@ -55,7 +61,7 @@ def run_seconds(
     """The estimated time of a run of `epochs`: the probe, every step (the first
     `low_res_share` of them at the low-resolution cost) and every validation (one each
     `eval_every` epochs and one after the last)."""
-    step = low_res_share * costs.low_res_step + (1 - low_res_share) * costs.step
+    step = low_res_share * costs.low_res_step + (1 - low_res_share) * costs.full_step
     validations = -(-epochs // eval_every)
     return costs.probe + epochs * steps_per_epoch * step + validations * costs.validation
 
@@ -75,6 +81,40 @@ def epochs_within(
     return 0
 
 
+def plan_epochs(
+    trainer: Trainer,
+    method: HashingMethod,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    data: TrainingData,
+    steps_per_epoch: int,
+) -> tuple[int, dict[str, Any]]:
+    """The epochs `train.budget_seconds` allows (at most `train.epochs`), and the plan
+    metrics.json keeps: those epochs, the run's estimated seconds (to set against the
+    measured `train_seconds`) and the measured costs. Under torchrun every process
+    takes the first process's plan, so all train the same schedule."""
+    cfg = trainer.config
+    budget = cfg.budget_seconds
+    assert budget is not None
+    costs = probe_costs(trainer, method, images, targets, data)
+    share, every = cfg.augment.low_res_share, cfg.eval_every
+    epochs = epochs_within(budget, costs, steps_per_epoch, share, every, cfg.epochs)
+    plan = {
+        "budget_seconds": budget,
+        "epochs": epochs,
+        "estimated_seconds": run_seconds(max(1, epochs), costs, steps_per_epoch, share, every),
+        **asdict(costs),
+    }
+    plan = main_process_value(plan)
+    if plan["epochs"] == 0:
+        raise HashsearchError(
+            f"train.budget_seconds {budget:g} fits no epoch here (a one-epoch run takes "
+            f"about {plan['estimated_seconds']:.0f} s on this machine); raise the budget "
+            "or train a smaller preset"
+        )
+    return plan["epochs"], plan
+
+
 def probe_costs(
     trainer: Trainer,
     method: HashingMethod,
@@ -82,32 +122,43 @@ def probe_costs(
     targets: torch.Tensor,
     data: TrainingData,
 ) -> RunCosts:
-    """Time training steps and validation encoding on a copy of `method`.
+    """Time training steps and a validation sample on a copy of `method`.
 
-    The copy trains with its own optimiser and generator under a forked global
-    random state, so `method` and every random draw of the real run stay as they
-    were. Under torchrun the processes average their figures, so all plan alike.
+    The copy trains with its own optimiser, weight average and generator, under a
+    forked random state, so `method` and the real run's random draws stay as they
+    were (nothing in training draws from the global generators; the fork guards the
+    CPU one should anything start to). Under torchrun the processes average their
+    figures.
     """
     started = time.perf_counter()
     cfg = trainer.config
     with torch.random.fork_rng(devices=[]):
         model = copy.deepcopy(method)
-        optimizer, _ = trainer.build_optimizer(model, total_steps=2 * (TIMED_STEPS + 1))
+        # the probe never steps its schedule; any valid length will do
+        optimizer, _ = trainer.build_optimizer(model, total_steps=2)
+        averaged = weight_average(model, cfg.ema)
         generator = torch.Generator().manual_seed(0)
         rank, size = world()
         rows = torch.arange(min(cfg.batch_size, len(images)))[rank::size]
-
-        step_inputs = (model, images[rows], targets[rows], generator, optimizer)
+        step = functools.partial(
+            trainer.train_step, model, images[rows], targets[rows], generator, optimizer
+        )
 
         def step_seconds(progress: float) -> float:
+            def one_step() -> None:
+                step()
+                if averaged is not None:
+                    averaged.update_parameters(model)
+
             model.train()
             model.progress = progress
-            return _timed(functools.partial(trainer.train_step, *step_inputs), TIMED_STEPS)
+            return _timed(one_step, TIMED_STEPS)
 
-        step = step_seconds(cfg.augment.low_res_until if cfg.augment.low_res else 0.0)
-        low_res_step = step_seconds(0.0) if cfg.augment.low_res else step
-        validation = _validation_seconds(model, data, trainer.device)
-    measured = {"step": step, "low_res_step": low_res_step, "validation": validation}
+        augment = cfg.augment
+        full_step = step_seconds(augment.low_res_until if augment.low_res is not None else 0.0)
+        low_res_step = step_seconds(0.0) if augment.low_res is not None else full_step
+        validation = _validation_seconds(model, data, trainer.device, size)
+    measured = {"full_step": full_step, "low_res_step": low_res_step, "validation": validation}
     return RunCosts(**average_values(measured), probe=time.perf_counter() - started)
 
 
@@ -120,29 +171,30 @@ def _timed(run: Callable[[], Any], repeats: int) -> float:
     return (time.perf_counter() - started) / repeats
 
 
-def _validation_seconds(model: HashingMethod, data: TrainingData, device: str) -> float:
-    """One validation's encoding time, scaled from a sample of each split: every
-    validation query is encoded as a query and once more for accuracy, every training
-    item of the sample once."""
+def _validation_seconds(
+    model: HashingMethod, data: TrainingData, device: str, processes: int
+) -> float:
+    """One validation's time, scaled from a sample of each split (one encoding batch per
+    process): every validation query is encoded as a query and once more for accuracy,
+    every training item of the sample once, and the search grows with their product."""
+    count = VALIDATION_SAMPLE * processes
 
-    def per_image(images: np.ndarray, as_queries: bool) -> float:
-        sample = images[:VALIDATION_SAMPLE]
-        labels = np.zeros(len(sample), np.int64)
+    def encoded(images: np.ndarray, as_queries: bool) -> tuple[Encoded, float]:
+        """The sample's codes and seconds per image, timed after an untimed warm-up."""
+        sample = images[:count]
+        encode = functools.partial(
+            encode_images, model, sample, np.zeros(len(sample), np.int64), device=device
+        )
+        encode(as_queries=as_queries)
         started = time.perf_counter()
-        encode_images(model, sample, labels, device=device, as_queries=as_queries)
-        return (time.perf_counter() - started) / max(1, len(sample))
+        codes = encode(as_queries=as_queries)
+        return codes, (time.perf_counter() - started) / max(1, len(sample))
 
-    item = per_image(data.retrieval_images, as_queries=False)
-    query = per_image(data.val_images, as_queries=True)
-    return len(data.val_images) * (query + item) + len(data.retrieval_images) * item
-
-
-def plan_record(epochs: int, budget: float, estimate: float, costs: RunCosts) -> dict[str, Any]:
-    """What metrics.json keeps of a budget's plan: the epochs, the estimated seconds of
-    the run they make (to set against the measured `train_seconds`) and the costs."""
-    return {
-        "budget_seconds": budget,
-        "epochs": epochs,
-        "estimated_seconds": estimate,
-        **asdict(costs),
-    }
+    base, item = encoded(data.retrieval_images, as_queries=False)
+    queries, query = encoded(data.val_images, as_queries=True)
+    started = time.perf_counter()
+    evaluate_retrieval(queries, base, model.bits, rerank="none")
+    pairs = len(queries.codes) * len(base.codes)
+    search = (time.perf_counter() - started) / max(1, pairs)
+    n_val, n_items = len(data.val_images), len(data.retrieval_images)
+    return n_val * (query + item) + n_items * item + n_val * n_items * search

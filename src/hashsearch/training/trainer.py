@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, cast
@@ -45,7 +45,8 @@ from hashsearch.training.augment import (
     corrupted_copies,
     scaled_down,
 )
-from hashsearch.training.budget import epochs_within, plan_record, probe_costs, run_seconds
+from hashsearch.training.averaging import weight_average
+from hashsearch.training.budget import plan_epochs
 from hashsearch.training.optimizers import SGDWithMuon, scale_free_filters
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,8 @@ class Trainer:
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
     ) -> TrainResult:
         """Train, validate every `eval_every` epochs, and leave the best weights loaded
-        (the best weight average with `train.ema`)."""
+        (the best weight average with `train.ema`). With `train.budget_seconds` the
+        epochs are the most of `train.epochs` that a timed probe says fit the budget."""
         cfg, generator = self.config, seed_everything(self.seed)
         augmenting = data_parallel_generator(generator, self.seed, cfg.batch_size)
         images, targets = self._prepare(method, data)
@@ -153,7 +155,7 @@ class Trainer:
         steps_per_epoch = max(1, len(images) // min(cfg.batch_size, len(images)))
         epochs = cfg.epochs
         if cfg.budget_seconds is not None:
-            epochs, result.plan = self._plan(method, images, targets, data, steps_per_epoch)
+            epochs, result.plan = plan_epochs(self, method, images, targets, data, steps_per_epoch)
         total_steps = min(epochs * steps_per_epoch, cfg.max_steps or epochs * steps_per_epoch)
         optimizer, schedule = self.build_optimizer(method, total_steps)
         averaged = weight_average(method, cfg.ema)
@@ -203,32 +205,6 @@ class Trainer:
         check_in_step(method)
         method.load_state_dict(result.best_state)
         return result
-
-    def _plan(
-        self,
-        method: HashingMethod,
-        images: torch.Tensor,
-        targets: torch.Tensor,
-        data: TrainingData,
-        steps_per_epoch: int,
-    ) -> tuple[int, dict[str, Any]]:
-        """The epochs `train.budget_seconds` allows (at most `train.epochs`), and the plan."""
-        cfg = self.config
-        budget = cast(float, cfg.budget_seconds)
-        costs = probe_costs(self, method, images, targets, data)
-        low_res_share = cfg.augment.low_res_until if cfg.augment.low_res else 0.0
-        epochs = epochs_within(
-            budget, costs, steps_per_epoch, low_res_share, cfg.eval_every, cfg.epochs
-        )
-        if epochs == 0:
-            one = run_seconds(1, costs, steps_per_epoch, low_res_share, cfg.eval_every)
-            raise HashsearchError(
-                f"train.budget_seconds {budget:g} fits no epoch here (one takes about "
-                f"{one:.0f} s on this machine); raise the budget or train a smaller preset"
-            )
-        estimate = run_seconds(epochs, costs, steps_per_epoch, low_res_share, cfg.eval_every)
-        log.info("train.budget_seconds %g: %d of %d epochs fit", budget, epochs, cfg.epochs)
-        return epochs, plan_record(epochs, budget, estimate, costs)
 
     def _prepare(
         self, method: HashingMethod, data: TrainingData
@@ -383,33 +359,6 @@ class Trainer:
                 return None
             hits += float(truth[rows].gather(1, logits.argmax(dim=1, keepdim=True).cpu()).sum())
         return hits / max(1, len(data.val_images))
-
-
-def weight_average(method: HashingMethod, decay: float) -> AveragedModel | None:
-    """An exponential moving average of `method`'s weights and buffers (BatchNorm
-    statistics too, so the average is scored with statistics that match it); None at
-    decay 0.
-
-    The decay warms up as timm's does, min(decay, (1 + n) / (10 + n)) after n steps,
-    so that the first steps' weights, far from any good model, fade out of the average
-    even in a run not much longer than 1 / (1 - decay) steps. Integer buffers (a
-    BatchNorm step count) are copied, not averaged.
-    """
-    if decay == 0:
-        return None
-
-    @torch.no_grad()
-    def blend(
-        averages: Sequence[torch.Tensor], currents: Sequence[torch.Tensor], n: torch.Tensor | int
-    ) -> None:
-        rate = 1 - min(decay, (1 + float(n)) / (10 + float(n)))
-        for average, current in zip(averages, currents, strict=True):
-            if average.is_floating_point():
-                average.lerp_(current, rate)
-            else:
-                average.copy_(current)
-
-    return AveragedModel(method, multi_avg_fn=blend, use_buffers=True)
 
 
 def code_inconsistency(copies: torch.Tensor, originals: torch.Tensor) -> torch.Tensor:
