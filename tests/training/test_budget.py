@@ -128,3 +128,16 @@ def test_the_validation_estimate_scales_a_sample_to_the_splits(monkeypatch):
     assert seconds == pytest.approx(100 * (3 + 1) + 1000 * 1 + 0.01 * 100 * 1000)
     sample = budget.VALIDATION_SAMPLE
     assert now[0] == pytest.approx(2 * (100 * 3 + sample * 1) + 0.01 * 100 * sample)
+
+
+def test_a_step_costs_the_median_of_its_timed_calls_after_the_warm_ups(monkeypatch):
+    now, calls = [0.0], []
+    durations = iter([9.0, 7.0, 1.0, 5.0, 2.0, 1.5, 1.2])  # two warm-ups, then five timed
+
+    def step():
+        calls.append(1)
+        now[0] += next(durations)
+
+    monkeypatch.setattr(budget, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    assert budget._median_seconds(step, warm_ups=2, repeats=5) == 1.5
+    assert len(calls) == 7

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,7 +33,11 @@ if TYPE_CHECKING:
     from hashsearch.methods.base import HashingMethod
     from hashsearch.training.trainer import Trainer, TrainingData
 
-TIMED_STEPS = 3  # per input size, after one untimed call (oneDNN picks kernels on first use)
+# Untimed steps first: oneDNN picks its kernels and the allocator grows over the first
+# steps (the first 2-3 ran 10-40% slower on a 2-core VM). Then the median of the timed
+# ones, as single steps there vary by +-20%.
+WARM_UP_STEPS = 2
+TIMED_STEPS = 5  # per input size
 VALIDATION_SAMPLE = 512  # images of each split per process: one encoding batch
 
 
@@ -41,8 +46,8 @@ class RunCosts:
     """Measured seconds of the parts a run is made of, on this machine.
 
     Attributes:
-        full_step: one training step on full-size images (with the weight average's
-            update, under `train.ema`).
+        full_step: a training step on full-size images, the median of a few (with the
+            weight average's update, under `train.ema`).
         low_res_step: one such step on `augment.low_res` images (`full_step` without them).
         validation: one validation (encoding the validation queries and the training
             sample they search, and the search).
@@ -152,7 +157,7 @@ def probe_costs(
 
             model.train()
             model.progress = progress
-            return _timed(one_step, TIMED_STEPS)
+            return _median_seconds(one_step, WARM_UP_STEPS, TIMED_STEPS)
 
         augment = cfg.augment
         full_step = step_seconds(augment.low_res_until if augment.low_res is not None else 0.0)
@@ -162,13 +167,16 @@ def probe_costs(
     return RunCosts(**average_values(measured), probe=time.perf_counter() - started)
 
 
-def _timed(run: Callable[[], Any], repeats: int) -> float:
-    """Mean seconds of `run` over `repeats` calls after an untimed one."""
-    run()
-    started = time.perf_counter()
-    for _ in range(repeats):
+def _median_seconds(run: Callable[[], Any], warm_ups: int, repeats: int) -> float:
+    """The median seconds of `repeats` calls of `run` after `warm_ups` untimed ones."""
+    for _ in range(warm_ups):
         run()
-    return (time.perf_counter() - started) / repeats
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
 
 
 def _validation_seconds(
