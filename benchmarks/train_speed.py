@@ -1,6 +1,7 @@
 """Images per second for training (forward + backward + step) and for encoding, per preset.
 
     python benchmarks/train_speed.py [--presets fast full] [--precisions auto bf16 fp32] [--profile]
+        [--step-times N]
 
 Each training step is the trainer's own `train_step` (augmentation, normalisation,
 the preset's loss, its optimiser) on random CIFAR-sized uint8 batches, so the figure
@@ -98,6 +99,19 @@ def optimizer_step_ms(config: RunConfig, steps: int) -> float:
     return 1000 * statistics.median(times[WARM_UP_STEPS:])
 
 
+def step_seconds(config: RunConfig, steps: int) -> list[float]:
+    """Seconds of each of a fresh model's first `steps` full-size training steps, in
+    order, none skipped: how many first steps run slow, which a short timing (a time
+    budget's probe, `train.budget_seconds`) has to leave out."""
+    trainer, inputs = step_inputs(with_overrides(config, {"train.augment.low_res": None}))
+    seconds = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        trainer.train_step(*inputs)
+        seconds.append(round(time.perf_counter() - started, 3))
+    return seconds
+
+
 def encode_rate(config: RunConfig, count: int, as_queries: bool = False) -> float:
     method = create_method(config, 10, SHAPE)
     images = np.random.default_rng(0).integers(0, 256, (count, 32, 32, 3), dtype=np.uint8)
@@ -131,6 +145,13 @@ def main() -> None:
     parser.add_argument("--encode", type=int, default=5000, help="images to encode")
     add_set_option(parser)
     parser.add_argument("--profile", action="store_true", help="also print the op profile")
+    parser.add_argument(
+        "--step-times",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also print the seconds of each of a fresh model's first N full-size steps",
+    )
     args = parser.parse_args()
     print(json.dumps(environment()), flush=True)
     changes = config_changes(args)
@@ -139,6 +160,9 @@ def main() -> None:
             config = preset_config(
                 name, {"train.precision": precision, "encode.precision": precision, **changes}
             )
+            if args.step_times:  # first, so that the first preset's are a fresh process's
+                times = step_seconds(config, args.step_times)
+                print(json.dumps({"preset": name, "step_seconds": times}), flush=True)
             print(
                 json.dumps(
                     {

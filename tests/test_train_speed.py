@@ -40,3 +40,18 @@ def test_progressive_preset_gets_full_size_small_and_whole_run_rates(train_speed
 def test_full_size_preset_gets_one_rate(train_speed, monkeypatch):
     rates, sizes = spied_rates(train_speed, monkeypatch, preset_config("full"))
     assert sizes == [None] and rates == {"train_images_per_s": 100}
+
+
+def test_step_times_are_each_first_full_size_step_in_order(train_speed, monkeypatch):
+    sizes = []
+    step = train_speed.Trainer.train_step
+
+    def spied(self, method, *args):
+        sizes.append(self.config.augment.input_size(method.progress))
+        return step(self, method, *args)
+
+    monkeypatch.setattr(train_speed.Trainer, "train_step", spied)
+    config = preset_config("fast", {"backbone.widths": (8, 16, 16), "train.batch_size": 8})
+    seconds = train_speed.step_seconds(config, 3)
+    assert len(seconds) == 3 and all(s > 0 for s in seconds)
+    assert sizes == [None, None, None]  # full size although the preset starts at 24x24
