@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from hashsearch.training.trainer import Trainer, TrainingData
 
 # Untimed steps first: oneDNN picks its kernels and the allocator grows over the first
-# steps (the first 2-3 ran 10-40% slower on a 2-core VM). Then the median of the timed
-# ones, as single steps there vary by +-20%.
+# steps (on a 2-core VM the first took about twice as long as later ones, the second up
+# to 1.3x). Then the median of the timed ones, as single steps there vary by +-20%.
 WARM_UP_STEPS = 2
 TIMED_STEPS = 5  # per input size
 VALIDATION_SAMPLE = 512  # images of each split per process: one encoding batch
