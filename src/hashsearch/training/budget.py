@@ -145,23 +145,21 @@ def probe_costs(
         generator = torch.Generator().manual_seed(0)
         rank, size = world()
         rows = torch.arange(min(cfg.batch_size, len(images)))[rank::size]
-        step = functools.partial(
-            trainer.train_step, model, images[rows], targets[rows], generator, optimizer
-        )
+        batch = (images[rows], targets[rows], generator, optimizer)
+
+        def step() -> None:
+            trainer.train_step(model, *batch)
+            if averaged is not None:
+                averaged.update_parameters(model)
 
         def step_seconds(progress: float) -> float:
-            def one_step() -> None:
-                step()
-                if averaged is not None:
-                    averaged.update_parameters(model)
-
             model.train()
             model.progress = progress
-            return _median_seconds(one_step, WARM_UP_STEPS, TIMED_STEPS)
+            return _median_seconds(step, WARM_UP_STEPS, TIMED_STEPS)
 
-        augment = cfg.augment
-        full_step = step_seconds(augment.low_res_until if augment.low_res is not None else 0.0)
-        low_res_step = step_seconds(0.0) if augment.low_res is not None else full_step
+        # full size from the progress where the low-resolution share ends (0 without one)
+        full_step = step_seconds(cfg.augment.low_res_share)
+        low_res_step = step_seconds(0.0) if cfg.augment.low_res is not None else full_step
         validation = _validation_seconds(model, data, trainer.device, size)
     measured = {"full_step": full_step, "low_res_step": low_res_step, "validation": validation}
     return RunCosts(**average_values(measured), probe=time.perf_counter() - started)
