@@ -13,10 +13,10 @@ from hashsearch.encoding import Encoded
 from hashsearch.errors import HashsearchError
 from hashsearch.presets import preset_config
 from hashsearch.training import budget
-from hashsearch.training.budget import RunCosts, RunShape, epochs_within, run_seconds
+from hashsearch.training.budget import RunCosts, epochs_within, run_seconds
 from hashsearch.training.trainer import TrainingData
 
-COSTS = RunCosts(full_step=1.0, low_res_step=0.5, frozen_stem_step=1.0, validation=10.0, probe=5.0)
+COSTS = RunCosts(full_step=1.0, low_res_step=0.5, validation=10.0, probe=5.0)
 
 
 def tiny(epochs: int, **changes):
@@ -35,33 +35,17 @@ def tiny(epochs: int, **changes):
 
 def test_run_seconds_counts_probe_steps_at_their_sizes_and_every_validation():
     # 4 epochs of 10 steps, half of them at half the cost; validations after epochs 2 and 4
-    assert run_seconds(4, COSTS, RunShape(10, 0.5, 2)) == 5 + 40 * 0.75 + 2 * 10
+    assert run_seconds(4, COSTS, 10, 0.5, 2) == 5 + 40 * 0.75 + 2 * 10
     # 3 epochs validate after epochs 2 and 3
-    assert run_seconds(3, COSTS, RunShape(10, 0.5, 2)) == 5 + 30 * 0.75 + 2 * 10
-    assert run_seconds(3, COSTS, RunShape(10, 0.0, 1)) == 5 + 30 + 3 * 10
-
-
-def test_steps_after_the_stem_epochs_cost_the_frozen_stem_share_at_either_size():
-    costs = RunCosts(
-        full_step=1.0, low_res_step=0.5, frozen_stem_step=0.8, validation=0.0, probe=0.0
-    )
-    # 10 epochs of 10 steps: 60 at low resolution, the stem fixed after 40
-    assert run_seconds(10, costs, RunShape(10, 0.6, 10, stem_epochs=4)) == pytest.approx(
-        40 * 0.5 + 20 * 0.5 * 0.8 + 40 * 1.0 * 0.8
-    )
-    # low resolution ends before the stem is fixed
-    assert run_seconds(10, costs, RunShape(10, 0.2, 10, stem_epochs=4)) == pytest.approx(
-        20 * 0.5 + 20 * 1.0 + 60 * 0.8
-    )
-    # a run no longer than the stem epochs never fixes it
-    assert run_seconds(3, costs, RunShape(10, 0.0, 10, stem_epochs=4)) == pytest.approx(30.0)
+    assert run_seconds(3, COSTS, 10, 0.5, 2) == 5 + 30 * 0.75 + 2 * 10
+    assert run_seconds(3, COSTS, 10, 0.0, 1) == 5 + 30 + 3 * 10
 
 
 @pytest.mark.parametrize(
     ("budget", "expected"), [(55.0, 4), (54.9, 3), (1e9, 6), (47.5, 3), (47.4, 2), (5.0, 0)]
 )
 def test_epochs_within_is_the_most_that_fit_up_to_the_configured_epochs(budget, expected):
-    assert epochs_within(budget, COSTS, RunShape(10, 0.5, 2), max_epochs=6) == expected
+    assert epochs_within(budget, COSTS, 10, 0.5, 2, max_epochs=6) == expected
 
 
 def test_a_budget_that_fits_everything_trains_the_very_run_of_its_epochs(tmp_path):
@@ -91,7 +75,7 @@ def test_a_budget_that_fits_everything_trains_the_very_run_of_its_epochs(tmp_pat
     assert all(torch.equal(a[k], b[k]) for k in a)
     plan = json.loads((tmp_path / "budget" / "metrics.json").read_text())["budget_plan"]
     assert plan["epochs"] == 3 and plan["budget_seconds"] == 1e6
-    assert all(plan[k] > 0 for k in ("full_step", "low_res_step", "frozen_stem_step", "validation"))
+    assert plan["full_step"] > 0 and plan["low_res_step"] > 0 and plan["validation"] > 0
     assert plan["estimated_seconds"] > plan["probe"] > 0
     assert "budget_plan" not in json.loads((tmp_path / "plain" / "metrics.json").read_text())
 
@@ -100,7 +84,7 @@ def test_a_tight_budget_trains_fewer_epochs_on_their_own_schedule(tmp_path, monk
     """A budget that fits 2 of 4 epochs gives the 2-epoch run (its one-cycle schedule
     ends at the second epoch), not the first half of the 4-epoch one."""
     config = tiny(4)
-    costs = RunCosts(0.0, 0.0, 0.0, validation=1.0, probe=0.0)  # 1 s an epoch
+    costs = RunCosts(full_step=0.0, low_res_step=0.0, validation=1.0, probe=0.0)  # 1 s an epoch
     monkeypatch.setattr(budget, "probe_costs", lambda *args: costs)
     budgeted = with_overrides(config, {"train.budget_seconds": 2.5})
     run = api.train(budgeted, tmp_path / "budget", progress=False)

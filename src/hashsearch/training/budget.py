@@ -6,7 +6,8 @@ model; the run then trains exactly as `train.epochs` set to that count would (on
 the same machine, the same seed gives the same weights), and metrics.json records
 the plan, so a budgeted run can be repeated without the budget (`config.yaml` keeps
 the budget and re-plans). A plan is an estimate: a machine that slows down during
-the run overruns it.
+the run overruns it. Steps after `train.stem_epochs` are cheaper than the probed
+ones, so a preset that freezes its stem plans on the safe side.
 """
 
 from __future__ import annotations
@@ -48,8 +49,6 @@ class RunCosts:
         full_step: a training step on full-size images, the median of a few (with the
             weight average's update, under `train.ema`).
         low_res_step: one such step on `augment.low_res` images (`full_step` without them).
-        frozen_stem_step: a full-size step with the stem held fixed, as it is after
-            `train.stem_epochs` (`full_step` without a freeze).
         validation: one validation (encoding the validation queries and the training
             sample they search, and the search).
         probe: the probe that measured these.
@@ -57,57 +56,32 @@ class RunCosts:
 
     full_step: float
     low_res_step: float
-    frozen_stem_step: float
     validation: float
     probe: float
 
 
-@dataclass(frozen=True)
-class RunShape:
-    """What of a run's config, besides its epochs, decides which steps it takes.
-
-    Attributes:
-        steps_per_epoch: training steps in an epoch.
-        low_res_share: the fraction of the steps, from the first, on `augment.low_res`
-            inputs.
-        eval_every: epochs between validations (the last epoch validates too).
-        stem_epochs: epochs before the stem is held fixed (`train.stem_epochs`), or None.
-    """
-
-    steps_per_epoch: int
-    low_res_share: float = 0.0
-    eval_every: int = 1
-    stem_epochs: int | None = None
+def run_seconds(
+    epochs: int, costs: RunCosts, steps_per_epoch: int, low_res_share: float, eval_every: int
+) -> float:
+    """The estimated time of a run of `epochs`: the probe, every step (the first
+    `low_res_share` of them at the low-resolution cost) and every validation (one each
+    `eval_every` epochs and one after the last)."""
+    step = low_res_share * costs.low_res_step + (1 - low_res_share) * costs.full_step
+    validations = -(-epochs // eval_every)
+    return costs.probe + epochs * steps_per_epoch * step + validations * costs.validation
 
 
-def run_seconds(epochs: int, costs: RunCosts, shape: RunShape) -> float:
-    """The estimated time of a run of `epochs`: the probe, every step and every
-    validation. The first `low_res_share` of the steps cost the low-resolution step,
-    the rest the full-size one; steps after `stem_epochs` cost less by the fraction the
-    probe's frozen-stem step saved at full size (taken to be the same at either size)."""
-    steps = epochs * shape.steps_per_epoch
-    low_res = shape.low_res_share * steps
-    stem_trained = (
-        steps
-        if shape.stem_epochs is None
-        else min(steps, shape.stem_epochs * shape.steps_per_epoch)
-    )
-    low_res_trained = min(low_res, stem_trained)
-    frozen = costs.frozen_stem_step / costs.full_step if costs.full_step > 0 else 1.0
-    step_seconds = (
-        low_res_trained * costs.low_res_step
-        + (stem_trained - low_res_trained) * costs.full_step
-        + (low_res - low_res_trained) * costs.low_res_step * frozen
-        + (steps - low_res - stem_trained + low_res_trained) * costs.full_step * frozen
-    )
-    validations = -(-epochs // shape.eval_every)
-    return costs.probe + step_seconds + validations * costs.validation
-
-
-def epochs_within(budget: float, costs: RunCosts, shape: RunShape, max_epochs: int) -> int:
+def epochs_within(
+    budget: float,
+    costs: RunCosts,
+    steps_per_epoch: int,
+    low_res_share: float,
+    eval_every: int,
+    max_epochs: int,
+) -> int:
     """The most epochs, up to `max_epochs`, whose `run_seconds` fit `budget`; 0 if none."""
     for epochs in range(max_epochs, 0, -1):
-        if run_seconds(epochs, costs, shape) <= budget:
+        if run_seconds(epochs, costs, steps_per_epoch, low_res_share, eval_every) <= budget:
             return epochs
     return 0
 
@@ -128,12 +102,12 @@ def plan_epochs(
     budget = cfg.budget_seconds
     assert budget is not None
     costs = probe_costs(trainer, method, images, targets, data)
-    shape = RunShape(steps_per_epoch, cfg.augment.low_res_share, cfg.eval_every, cfg.stem_epochs)
-    epochs = epochs_within(budget, costs, shape, cfg.epochs)
+    share, every = cfg.augment.low_res_share, cfg.eval_every
+    epochs = epochs_within(budget, costs, steps_per_epoch, share, every, cfg.epochs)
     plan = {
         "budget_seconds": budget,
         "epochs": epochs,
-        "estimated_seconds": run_seconds(max(1, epochs), costs, shape),
+        "estimated_seconds": run_seconds(max(1, epochs), costs, steps_per_epoch, share, every),
         **asdict(costs),
     }
     plan = main_process_value(plan)
@@ -153,8 +127,7 @@ def probe_costs(
     targets: torch.Tensor,
     data: TrainingData,
 ) -> RunCosts:
-    """Time training steps (at each input size the run uses, and with the stem held
-    fixed where the run holds it) and a validation sample on a copy of `method`.
+    """Time training steps and a validation sample on a copy of `method`.
 
     The copy trains with its own optimiser, weight average and generator, under a
     forked random state, so `method` and the real run's random draws stay as they
@@ -187,17 +160,8 @@ def probe_costs(
         # full size from the progress where the low-resolution share ends (0 without one)
         full_step = step_seconds(cfg.augment.low_res_share)
         low_res_step = step_seconds(0.0) if cfg.augment.low_res is not None else full_step
-        frozen_stem_step = full_step
-        if cfg.stem_epochs is not None and cfg.stem_epochs < cfg.epochs:
-            model.encoder.backbone.train_stem(False)
-            frozen_stem_step = step_seconds(cfg.augment.low_res_share)
         validation = _validation_seconds(model, data, trainer.device, size)
-    measured = {
-        "full_step": full_step,
-        "low_res_step": low_res_step,
-        "frozen_stem_step": frozen_stem_step,
-        "validation": validation,
-    }
+    measured = {"full_step": full_step, "low_res_step": low_res_step, "validation": validation}
     return RunCosts(**average_values(measured), probe=time.perf_counter() - started)
 
 
