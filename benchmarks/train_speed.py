@@ -58,6 +58,11 @@ def step_inputs(config: RunConfig) -> tuple[Trainer, tuple]:
     return trainer, (method, images, targets, generator, optimizer)
 
 
+def full_size(config: RunConfig) -> RunConfig:
+    """`config` with every step at full size (no `train.augment.low_res` phase)."""
+    return with_overrides(config, {"train.augment.low_res": None})
+
+
 def train_rate(config: RunConfig, steps: int) -> float:
     trainer, inputs = step_inputs(config)
     for _ in range(WARM_UP_STEPS):
@@ -72,8 +77,7 @@ def train_rates(config: RunConfig, steps: int) -> dict[str, int]:
     """`train_images_per_s` of the full-size step; for a preset with progressive
     resizing (`train.augment.low_res`) also that of its smaller step and the rate over a
     whole run, the two mixed by the share of steps each takes."""
-    full_size = with_overrides(config, {"train.augment.low_res": None})
-    rates = {"train_images_per_s": round(train_rate(full_size, steps))}
+    rates = {"train_images_per_s": round(train_rate(full_size(config), steps))}
     augment = config.train.augment
     if augment.low_res is not None:
         low = train_rate(config, steps)  # a fresh method's progress is 0: the small step
@@ -103,7 +107,7 @@ def step_seconds(config: RunConfig, steps: int) -> list[float]:
     """Seconds of each of a fresh model's first `steps` full-size training steps, in
     order, none skipped: how many first steps run slow, which a short timing (a time
     budget's probe, `train.budget_seconds`) has to leave out."""
-    trainer, inputs = step_inputs(with_overrides(config, {"train.augment.low_res": None}))
+    trainer, inputs = step_inputs(full_size(config))
     seconds = []
     for _ in range(steps):
         started = time.perf_counter()
